@@ -4,6 +4,14 @@
 //! The modules follow the data flow of an experiment: [`data`] -> [`model`] (with
 //! [`activation`] slots) -> [`train`] dense -> [`prune`] -> fine-tune.
 
+pub mod activation;
+pub mod data;
+pub mod device;
 pub mod error;
+pub mod experiment;
+pub mod model;
+pub mod prune;
+pub mod train;
+pub mod util;
 
 pub use error::{Error, Result};

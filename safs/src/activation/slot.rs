@@ -1,0 +1,269 @@
+//! An activation slot: an operator with learnable input and output scales.
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::op::Op;
+
+/// One activation of a network, `f(x) = beta * op(alpha * x)`, with scalar `alpha` and
+/// `beta` (shape `[1]`, initialised to 1) that are learned when the slot is trainable.
+///
+/// `Clone` is shallow: a clone shares its `alpha`/`beta` storage with the original.
+#[derive(Clone, Debug)]
+pub struct Activation {
+    op: Op,
+    alpha: Var,
+    beta: Var,
+    trainable: bool,
+}
+
+impl Activation {
+    /// A frozen slot with `alpha = beta = 1` (so it computes `op` itself).
+    pub fn new(op: Op, device: &Device, dtype: DType) -> crate::Result<Self> {
+        Ok(Self {
+            op,
+            alpha: Var::ones(1, dtype, device)?,
+            beta: Var::ones(1, dtype, device)?,
+            trainable: false,
+        })
+    }
+
+    /// The operator.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// Replaces the operator (the scales are kept).
+    pub fn set_op(&mut self, op: Op) {
+        self.op = op;
+    }
+
+    /// The current input scale.
+    pub fn alpha(&self) -> crate::Result<f64> {
+        scalar(&self.alpha)
+    }
+
+    /// The current output scale.
+    pub fn beta(&self) -> crate::Result<f64> {
+        scalar(&self.beta)
+    }
+
+    /// Overwrites both scales (in place: handles from [`Self::vars`] see the new values).
+    pub fn set_scales(&mut self, alpha: f64, beta: f64) -> crate::Result<()> {
+        for (var, value) in [(&self.alpha, alpha), (&self.beta, beta)] {
+            let t = Tensor::new(&[value], var.device())?.to_dtype(var.dtype())?;
+            var.set(&t)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `alpha` and `beta` receive gradients in [`candle_nn::Module::forward`].
+    pub fn trainable(&self) -> bool {
+        self.trainable
+    }
+
+    /// Makes the scales learnable (`true`) or constants (`false`).
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.trainable = trainable;
+    }
+
+    /// `[alpha, beta]`; pass them to the optimiser only when the slot is trainable.
+    pub fn vars(&self) -> Vec<Var> {
+        vec![self.alpha.clone(), self.beta.clone()]
+    }
+
+    /// The input scale's variable.
+    pub fn alpha_var(&self) -> &Var {
+        &self.alpha
+    }
+
+    /// The output scale's variable.
+    pub fn beta_var(&self) -> &Var {
+        &self.beta
+    }
+}
+
+/// The single value of a shape-`[1]` variable, as `f64`.
+fn scalar(v: &Var) -> crate::Result<f64> {
+    let values: Vec<f64> = v.as_tensor().to_dtype(DType::F64)?.to_vec1()?;
+    Ok(values[0])
+}
+
+impl candle_nn::Module for Activation {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.trainable {
+            let y = self
+                .op
+                .apply(&x.broadcast_mul(self.alpha.as_tensor())?)?
+                .broadcast_mul(self.beta.as_tensor())?;
+            // A rank-0 input would come back with shape [1].
+            return if y.dims() == x.dims() {
+                Ok(y)
+            } else {
+                y.reshape(x.shape())
+            };
+        }
+        if x.device().is_cpu() {
+            // Constants: read the scales (free on the CPU), skip them when they are 1.
+            let values: Vec<f64> =
+                Tensor::cat(&[self.alpha.as_tensor(), self.beta.as_tensor()], 0)?
+                    .to_dtype(DType::F64)?
+                    .to_vec1()?;
+            let (alpha, beta) = (values[0], values[1]);
+            let scaled = if alpha == 1.0 {
+                x.clone()
+            } else {
+                x.affine(alpha, 0.0)?
+            };
+            let y = self.op.apply(&scaled)?;
+            if beta == 1.0 {
+                Ok(y)
+            } else {
+                y.affine(beta, 0.0)
+            }
+        } else {
+            // On an accelerator reading the scales would force a host sync per call;
+            // multiply by detached copies instead (constants, no gradient).
+            let y = self
+                .op
+                .apply(&x.broadcast_mul(&self.alpha.as_detached_tensor())?)?
+                .broadcast_mul(&self.beta.as_detached_tensor())?;
+            if y.dims() == x.dims() {
+                Ok(y)
+            } else {
+                y.reshape(x.shape())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::Module;
+
+    fn loss_grads(slot: &Activation, xs: &[f64]) -> (f64, candle_core::backprop::GradStore, Var) {
+        let x = Var::from_slice(xs, xs.len(), &Device::Cpu).unwrap();
+        let loss = slot.forward(x.as_tensor()).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        (loss.to_scalar::<f64>().unwrap(), grads, x)
+    }
+
+    fn reference_loss(op: Op, alpha: f64, beta: f64, xs: &[f64]) -> f64 {
+        xs.iter().map(|x| beta * op.eval_f64(alpha * x)).sum()
+    }
+
+    const XS: [f64; 8] = [-3.7, -1.3, -0.4, 0.2, 0.9, 1.7, 2.6, 4.1];
+
+    #[test]
+    fn activation_slot_gradients_match_finite_differences() {
+        let h = 1e-6;
+        for op in [
+            Op::Swish,
+            Op::Gelu,
+            Op::Srs,
+            Op::Symexp,
+            Op::Tanhsoft1,
+            Op::Elu,
+        ] {
+            for (a, b) in [(1.0, 1.0), (0.7, 1.3), (1.6, -0.8)] {
+                let mut slot = Activation::new(op, &Device::Cpu, DType::F64).unwrap();
+                slot.set_trainable(true);
+                slot.set_scales(a, b).unwrap();
+                let (loss, grads, x) = loss_grads(&slot, &XS);
+                let want = reference_loss(op, a, b, &XS);
+                assert!((loss - want).abs() < 1e-12 * want.abs().max(1.0), "{op}");
+
+                let ga: Vec<f64> = grads.get(slot.alpha_var()).unwrap().to_vec1().unwrap();
+                let gb: Vec<f64> = grads.get(slot.beta_var()).unwrap().to_vec1().unwrap();
+                let fda = (reference_loss(op, a + h, b, &XS) - reference_loss(op, a - h, b, &XS))
+                    / (2.0 * h);
+                let fdb = (reference_loss(op, a, b + h, &XS) - reference_loss(op, a, b - h, &XS))
+                    / (2.0 * h);
+                assert!(
+                    (ga[0] - fda).abs() < 1e-5 * fda.abs().max(1.0),
+                    "{op} dalpha {ga:?} vs {fda}"
+                );
+                assert!(
+                    (gb[0] - fdb).abs() < 1e-5 * fdb.abs().max(1.0),
+                    "{op} dbeta {gb:?} vs {fdb}"
+                );
+
+                // and the input gradient is beta * alpha * op'(alpha x)
+                let gx: Vec<f64> = grads.get(x.as_tensor()).unwrap().to_vec1().unwrap();
+                for (xi, g) in XS.iter().zip(gx) {
+                    let f = |x: f64| b * op.eval_f64(a * x);
+                    let fd = (f(xi + h) - f(xi - h)) / (2.0 * h);
+                    assert!((g - fd).abs() < 1e-5 * fd.abs().max(1.0), "{op} dx at {xi}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_frozen_slot_gives_no_scale_gradients() {
+        for (a, b) in [(1.0, 1.0), (0.5, 2.0)] {
+            let mut slot = Activation::new(Op::Gelu, &Device::Cpu, DType::F64).unwrap();
+            assert!(!slot.trainable());
+            slot.set_scales(a, b).unwrap();
+            let (loss, grads, x) = loss_grads(&slot, &XS);
+            assert!((loss - reference_loss(Op::Gelu, a, b, &XS)).abs() < 1e-12);
+            assert!(grads.get(slot.alpha_var()).is_none());
+            assert!(grads.get(slot.beta_var()).is_none());
+            assert!(grads.get(x.as_tensor()).is_some());
+        }
+    }
+
+    #[test]
+    fn activation_slot_accessors() {
+        let mut slot = Activation::new(Op::Relu, &Device::Cpu, DType::F32).unwrap();
+        assert_eq!(slot.op(), Op::Relu);
+        assert_eq!((slot.alpha().unwrap(), slot.beta().unwrap()), (1.0, 1.0));
+        assert_eq!(slot.alpha_var().dims(), &[1]);
+        assert_eq!(slot.alpha_var().dtype(), DType::F32);
+        slot.set_scales(0.5, -2.0).unwrap();
+        assert_eq!((slot.alpha().unwrap(), slot.beta().unwrap()), (0.5, -2.0));
+        // handles share storage with the slot
+        let vars = slot.vars();
+        assert_eq!(vars.len(), 2);
+        let v: Vec<f32> = vars[0].as_tensor().to_vec1().unwrap();
+        assert_eq!(v, [0.5]);
+        vars[1]
+            .set(&Tensor::new(&[3f32], &Device::Cpu).unwrap())
+            .unwrap();
+        assert_eq!(slot.beta().unwrap(), 3.0);
+
+        slot.set_op(Op::Symlog);
+        assert_eq!(slot.op(), Op::Symlog);
+        slot.set_trainable(true);
+        assert!(slot.trainable());
+
+        // frozen and trainable forwards agree, for f32 and any shape
+        let x = Tensor::new(&[[-2f32, -0.5, 0.0], [0.3, 1.0, 7.0]], &Device::Cpu).unwrap();
+        let yt = slot.forward(&x).unwrap();
+        slot.set_trainable(false);
+        let yf = slot.forward(&x).unwrap();
+        assert_eq!(yt.dims(), &[2, 3]);
+        let (yt, yf): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+            (yt.to_vec2().unwrap(), yf.to_vec2().unwrap());
+        for (rt, rf) in yt.iter().zip(&yf) {
+            for (t, f) in rt.iter().zip(rf) {
+                assert!((t - f).abs() < 1e-6);
+            }
+        }
+        assert!((yf[1][2] as f64 - 3.0 * Op::Symlog.eval_f64(3.5)).abs() < 1e-5);
+
+        // a rank-0 input keeps its shape
+        slot.set_trainable(true);
+        let s = Tensor::new(2f32, &Device::Cpu).unwrap();
+        assert_eq!(slot.forward(&s).unwrap().dims(), &[] as &[usize]);
+    }
+
+    #[test]
+    fn activation_unit_scales_are_the_plain_op() {
+        let slot = Activation::new(Op::Hardswish, &Device::Cpu, DType::F64).unwrap();
+        let x = Tensor::new(&[-4.0, -1.0, 0.5, 2.0, 5.0], &Device::Cpu).unwrap();
+        let a: Vec<f64> = slot.forward(&x).unwrap().to_vec1().unwrap();
+        let b: Vec<f64> = Op::Hardswish.apply(&x).unwrap().to_vec1().unwrap();
+        assert_eq!(a, b);
+    }
+}

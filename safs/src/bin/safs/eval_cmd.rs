@@ -1,0 +1,70 @@
+//! `safs eval`: accuracy of a checkpoint on the validation or test set.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use safs::data::{default_data_dir, load_mnist, mnist_dir, MnistKind, MNIST_VALID};
+use safs::model::ModelKind;
+use safs::train::{evaluate, load_checkpoint, read_meta};
+
+use crate::Common;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SplitArg {
+    Valid,
+    Test,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset the checkpoint was trained on.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Which split.
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
+    /// Seed of the train/validation split (for --split valid).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    let device = safs::device::parse_device(&a.common.device)?;
+    let kind: MnistKind = serde_json::from_value(serde_json::Value::String(a.dataset.clone()))
+        .with_context(|| {
+            format!(
+                "unknown dataset '{}'; valid: mnist, fashion-mnist",
+                a.dataset
+            )
+        })?;
+    let meta = read_meta(&a.checkpoint)?;
+    let model_kind: ModelKind = meta.model.parse()?;
+    let mut model = model_kind.build(meta.num_classes, 0, &device)?;
+    load_checkpoint(&a.checkpoint, model.as_mut(), &device)
+        .with_context(|| format!("loading {}", a.checkpoint.display()))?;
+    let root = a.common.data_dir.clone().unwrap_or_else(default_data_dir);
+    let splits = load_mnist(&mnist_dir(&root, kind), kind, MNIST_VALID, a.seed)?;
+    let set = match a.split {
+        SplitArg::Valid => &splits.valid,
+        SplitArg::Test => &splits.test,
+    };
+    let m = evaluate(model.as_ref(), set, 1000, &device)?;
+    println!(
+        "result: checkpoint={} plan={} split={:?} top1={:.2} top5={:.2} loss={:.4} n={}",
+        a.checkpoint.display(),
+        meta.plan,
+        a.split,
+        m.top1,
+        m.top5,
+        m.loss,
+        m.n
+    );
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! Choosing which weights to zero: per layer or across all layers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::Masks;
+use crate::model::Network;
+use crate::{Error, Result};
+
+/// How weights to prune are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMethod {
+    /// The same ratio in every layer (the paper's LWM).
+    Layerwise,
+    /// One magnitude threshold over all prunable weights.
+    Global,
+}
+
+impl PruneMethod {
+    /// Computes masks for `model` at `rate` (fraction of weights to zero, in [0, 1]).
+    pub fn masks(self, model: &dyn Network, rate: f64) -> Result<Masks> {
+        match self {
+            PruneMethod::Layerwise => layerwise_magnitude(model, rate),
+            PruneMethod::Global => global_magnitude(model, rate),
+        }
+    }
+}
+
+impl fmt::Display for PruneMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PruneMethod::Layerwise => "layerwise",
+            PruneMethod::Global => "global",
+        })
+    }
+}
+
+impl FromStr for PruneMethod {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "layerwise" | "lwm" => Ok(PruneMethod::Layerwise),
+            "global" => Ok(PruneMethod::Global),
+            _ => Err(Error::Config(format!(
+                "unknown pruning method '{s}'; valid: layerwise, global"
+            ))),
+        }
+    }
+}
+
+fn check_rate(rate: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(Error::Config(format!(
+            "pruning rate {rate} is outside [0, 1]"
+        )));
+    }
+    Ok(())
+}
+
+/// Number of weights `l1_unstructured` prunes: Python's `round(rate * n)`.
+pub(crate) fn count_to_prune(rate: f64, n: usize) -> usize {
+    (rate * n as f64).round_ties_even() as usize
+}
+
+/// Indices of the `k` smallest magnitudes; ties broken by position, first wins.
+fn smallest(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+fn mask_from_zeroed(template: &Tensor, n: usize, zeroed: &[usize]) -> Result<Tensor> {
+    let mut m = vec![1f32; n];
+    for &i in zeroed {
+        m[i] = 0.0;
+    }
+    Ok(Tensor::from_vec(m, template.shape(), template.device())?)
+}
+
+/// Layer-wise magnitude pruning: each prunable weight loses `round(rate * n)` entries.
+pub fn layerwise_magnitude(model: &dyn Network, rate: f64) -> Result<Masks> {
+    check_rate(rate)?;
+    let mut masks = Masks::default();
+    for p in model.prunable() {
+        let t = p.var.as_tensor();
+        let values = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        let k = count_to_prune(rate, values.len());
+        let mask = mask_from_zeroed(t, values.len(), &smallest(&values, k))?;
+        masks.insert(p.name, mask);
+    }
+    Ok(masks)
+}
+
+/// Global magnitude pruning: `round(rate * total)` smallest weights over all layers.
+pub fn global_magnitude(model: &dyn Network, rate: f64) -> Result<Masks> {
+    check_rate(rate)?;
+    let params = model.prunable();
+    let mut all = Vec::new();
+    let mut offsets = Vec::with_capacity(params.len());
+    for p in &params {
+        offsets.push(all.len());
+        let t = p.var.as_tensor();
+        all.extend(
+            t.flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1::<f32>()?,
+        );
+    }
+    let k = count_to_prune(rate, all.len());
+    let mut zeroed_per_layer: Vec<Vec<usize>> = vec![Vec::new(); params.len()];
+    for i in smallest(&all, k) {
+        let layer = offsets.partition_point(|&o| o <= i) - 1;
+        zeroed_per_layer[layer].push(i - offsets[layer]);
+    }
+    let mut masks = Masks::default();
+    for (p, zeroed) in params.into_iter().zip(zeroed_per_layer) {
+        let t = p.var.as_tensor();
+        let mask = mask_from_zeroed(t, t.elem_count(), &zeroed)?;
+        masks.insert(p.name, mask);
+    }
+    Ok(masks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LeNet5;
+    use candle_core::Device;
+
+    #[test]
+    fn rounding_matches_python() {
+        // Python: round(0.99 * 150) == 148 (148.5 rounds to even), round(0.5 * 5) == 2.
+        assert_eq!(count_to_prune(0.99, 150), 148);
+        assert_eq!(count_to_prune(0.5, 5), 2);
+        assert_eq!(count_to_prune(0.99, 30720), 30413);
+        assert_eq!(count_to_prune(0.0, 10), 0);
+        assert_eq!(count_to_prune(1.0, 10), 10);
+    }
+
+    #[test]
+    fn layerwise_zero_counts_at_99_percent() -> Result<()> {
+        let model = LeNet5::new(10, 3, &Device::Cpu)?;
+        let masks = layerwise_magnitude(&model, 0.99)?;
+        // Layer sizes 150, 2400, 30720, 10080, 840 -> zeros round(0.99 n).
+        let expected = [
+            ("conv1.weight", 148),
+            ("conv2.weight", 2376),
+            ("fc1.weight", 30413),
+            ("fc2.weight", 9979),
+            ("fc3.weight", 832),
+        ];
+        for (name, zeros) in expected {
+            let m = masks.get(name).expect(name);
+            let kept = m.sum_all()?.to_scalar::<f32>()? as usize;
+            assert_eq!(m.elem_count() - kept, zeros, "{name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn layerwise_keeps_the_largest_magnitudes() -> Result<()> {
+        let model = LeNet5::new(10, 5, &Device::Cpu)?;
+        let masks = layerwise_magnitude(&model, 0.9)?;
+        for p in model.prunable() {
+            let w = p.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let m = masks
+                .get(&p.name)
+                .unwrap()
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let max_pruned = w
+                .iter()
+                .zip(&m)
+                .filter(|(_, &k)| k == 0.0)
+                .map(|(x, _)| x.abs())
+                .fold(0f32, f32::max);
+            let min_kept = w
+                .iter()
+                .zip(&m)
+                .filter(|(_, &k)| k == 1.0)
+                .map(|(x, _)| x.abs())
+                .fold(f32::INFINITY, f32::min);
+            assert!(
+                max_pruned <= min_kept,
+                "{}: pruned {max_pruned} > kept {min_kept}",
+                p.name
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn global_prunes_total_count_with_one_threshold() -> Result<()> {
+        let model = LeNet5::new(10, 5, &Device::Cpu)?;
+        let masks = global_magnitude(&model, 0.8)?;
+        let total: usize = model.prunable().iter().map(|p| p.var.elem_count()).sum();
+        assert_eq!(masks.num_zeros()?, count_to_prune(0.8, total));
+        let mut max_pruned = 0f32;
+        let mut min_kept = f32::INFINITY;
+        for p in model.prunable() {
+            let w = p.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let m = masks
+                .get(&p.name)
+                .unwrap()
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            for (x, k) in w.iter().zip(&m) {
+                if *k == 0.0 {
+                    max_pruned = max_pruned.max(x.abs())
+                } else {
+                    min_kept = min_kept.min(x.abs())
+                }
+            }
+        }
+        assert!(max_pruned <= min_kept);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_rate_is_an_error() {
+        let model = LeNet5::new(10, 0, &Device::Cpu).unwrap();
+        assert!(layerwise_magnitude(&model, 1.5).is_err());
+        assert!(global_magnitude(&model, -0.1).is_err());
+        assert!("bogus".parse::<PruneMethod>().is_err());
+    }
+}
