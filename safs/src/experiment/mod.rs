@@ -1,5 +1,16 @@
-//! One SAFS experiment end to end: config, budgets, the run folder, resume.
+//! One SAFS experiment end to end: config (TOML), budget presets, the run folder with its
+//! append-only evaluation log, and the pipeline that resumes where a killed run stopped.
 
+mod budget;
+mod config;
+mod events;
+mod pipeline;
 pub mod record;
+mod run_dir;
 
+pub use budget::{Budget, BudgetOverrides, BudgetPreset};
+pub use config::{Arm, ExperimentConfig, PruneConfig};
+pub use events::ExperimentEvent;
+pub use pipeline::{Experiment, ExperimentObserver};
 pub use record::{EvalRecord, EvalStatus, ResultRow, Stage};
+pub use run_dir::RunDir;

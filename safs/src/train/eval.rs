@@ -1,6 +1,6 @@
 //! Evaluation: loss, top-1 and top-5 accuracy over a whole image set.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSet;
@@ -21,16 +21,27 @@ pub struct Metrics {
 }
 
 /// Counts of correct top-1 and top-5 predictions in a batch of logits.
+///
+/// Ties rank the lower class index first (as `argmax`/`topk` do), so a network with
+/// constant outputs is not "correct" everywhere; a row with any NaN logit is wrong.
 pub fn correct_counts(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
-    let truth = logits.gather(&labels.unsqueeze(1)?, 1)?;
-    // Rank of the true class = number of classes scoring strictly higher.
-    let rank = logits
-        .broadcast_gt(&truth)?
-        .to_dtype(DType::F32)?
-        .sum(D::Minus1)?
-        .to_vec1::<f32>()?;
-    let top1 = rank.iter().filter(|&&r| r < 1.0).count();
-    let top5 = rank.iter().filter(|&&r| r < 5.0).count();
+    let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    let labels = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    let (mut top1, mut top5) = (0, 0);
+    for (row, &label) in rows.iter().zip(&labels) {
+        let label = label as usize;
+        if row.iter().any(|v| v.is_nan()) {
+            continue;
+        }
+        let t = row[label];
+        let rank = row
+            .iter()
+            .enumerate()
+            .filter(|&(j, &v)| v > t || (v == t && j < label))
+            .count();
+        top1 += usize::from(rank < 1);
+        top5 += usize::from(rank < 5);
+    }
     Ok((top1, top5))
 }
 
@@ -87,6 +98,12 @@ mod tests {
         )?;
         let labels = Tensor::new(&[0u32, 2, 0], &dev)?;
         assert_eq!(correct_counts(&logits, &labels)?, (1, 2));
+        // Constant logits: only class 0 wins the tie; NaN rows are wrong.
+        let flat = Tensor::zeros((3, 6), DType::F32, &dev)?;
+        let labels = Tensor::new(&[0u32, 3, 5], &dev)?;
+        assert_eq!(correct_counts(&flat, &labels)?, (1, 2));
+        let nan = Tensor::new(&[[f32::NAN, 0., 0.]], &dev)?;
+        assert_eq!(correct_counts(&nan, &Tensor::new(&[1u32], &dev)?)?, (0, 0));
         Ok(())
     }
 }

@@ -5,6 +5,8 @@ mod data_cmd;
 mod eval_cmd;
 mod progress;
 mod prune_cmd;
+mod report_cmd;
+mod run_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -44,6 +46,10 @@ enum Command {
     Prune(prune_cmd::PruneArgs),
     /// Evaluate a checkpoint on the validation or test set.
     Eval(eval_cmd::EvalArgs),
+    /// Run a whole SAFS experiment (resumes when run again on the same folder).
+    Run(run_cmd::RunArgs),
+    /// Combine finished run folders into one table.
+    Report(report_cmd::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
         Command::Train(a) => train_cmd::run(a),
         Command::Prune(a) => prune_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
+        Command::Run(a) => run_cmd::run(a),
+        Command::Report(a) => report_cmd::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

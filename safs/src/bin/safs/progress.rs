@@ -8,6 +8,7 @@ use safs::train::TrainEvent;
 pub struct Bars {
     label: String,
     bar: Option<ProgressBar>,
+    epoch_lines: bool,
 }
 
 impl Bars {
@@ -16,7 +17,14 @@ impl Bars {
         Self {
             label: label.to_string(),
             bar: None,
+            epoch_lines: true,
         }
+    }
+
+    /// No summary line per epoch (the caller prints its own).
+    pub fn quiet_epochs(mut self) -> Self {
+        self.epoch_lines = false;
+        self
     }
 
     /// Updates the display for one event.
@@ -48,6 +56,9 @@ impl Bars {
             TrainEvent::Epoch(s) => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
+                }
+                if !self.epoch_lines {
+                    return;
                 }
                 let valid = s
                     .valid

@@ -1,0 +1,208 @@
+//! Budget presets: how much data and how many epochs, steps and trials each stage gets.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// A named budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPreset {
+    /// Seconds: tiny data slices, for tests and CI.
+    Smoke,
+    /// A laptop CPU: LeNet-5/MNIST end to end in well under an hour on 2 cores.
+    Cpu,
+    /// The reference protocol (LAHC 20 steps, 20 HPO trials, long fine-tunes): for a GPU.
+    Paper,
+}
+
+impl fmt::Display for BudgetPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BudgetPreset::Smoke => "smoke",
+            BudgetPreset::Cpu => "cpu",
+            BudgetPreset::Paper => "paper",
+        })
+    }
+}
+
+impl FromStr for BudgetPreset {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "smoke" => Ok(BudgetPreset::Smoke),
+            "cpu" => Ok(BudgetPreset::Cpu),
+            "paper" => Ok(BudgetPreset::Paper),
+            _ => Err(Error::Config(format!(
+                "unknown budget '{s}'; valid: smoke, cpu, paper"
+            ))),
+        }
+    }
+}
+
+/// Every size knob of a run. Presets fill it; a config may override single fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Training images used by dense training and final fine-tunes (all when absent).
+    pub train_subset: Option<usize>,
+    /// Validation images used for every score (all when absent).
+    pub valid_subset: Option<usize>,
+    /// Test images used for the final reports (all when absent).
+    pub test_subset: Option<usize>,
+    /// Epochs of dense training.
+    pub dense_epochs: usize,
+    /// Epochs of every final fine-tune (baseline, Stage 1, Stage 2, SAFS).
+    pub finetune_epochs: usize,
+    /// Stage 1: number of evaluated plans (the starting ReLU plan included).
+    pub search_steps: usize,
+    /// Stage 2: number of HPO trials per arm.
+    pub hpo_trials: usize,
+    /// Epochs of one Stage 1 candidate or Stage 2 trial.
+    pub search_epochs: usize,
+    /// Training images of one candidate or trial (all of `train_subset` when absent).
+    pub search_train_subset: Option<usize>,
+    /// Batches per epoch cap for every training (all when absent).
+    pub max_batches: Option<usize>,
+}
+
+impl Budget {
+    /// The values of a preset.
+    pub fn preset(p: BudgetPreset) -> Self {
+        match p {
+            BudgetPreset::Smoke => Budget {
+                train_subset: Some(2_000),
+                valid_subset: Some(500),
+                test_subset: Some(1_000),
+                dense_epochs: 1,
+                finetune_epochs: 1,
+                search_steps: 3,
+                hpo_trials: 3,
+                search_epochs: 1,
+                search_train_subset: Some(1_000),
+                max_batches: None,
+            },
+            BudgetPreset::Cpu => Budget {
+                train_subset: None,
+                valid_subset: None,
+                test_subset: None,
+                dense_epochs: 8,
+                finetune_epochs: 8,
+                search_steps: 20,
+                hpo_trials: 12,
+                search_epochs: 2,
+                search_train_subset: Some(10_000),
+                max_batches: None,
+            },
+            BudgetPreset::Paper => Budget {
+                train_subset: None,
+                valid_subset: None,
+                test_subset: None,
+                dense_epochs: 60,
+                finetune_epochs: 60,
+                search_steps: 20,
+                hpo_trials: 20,
+                search_epochs: 10,
+                search_train_subset: None,
+                max_batches: None,
+            },
+        }
+    }
+
+    /// An error naming the first value out of range.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("dense_epochs", self.dense_epochs),
+            ("finetune_epochs", self.finetune_epochs),
+            ("search_steps", self.search_steps),
+            ("hpo_trials", self.hpo_trials),
+            ("search_epochs", self.search_epochs),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(Error::Config(format!("budget: {name} must be at least 1")));
+            }
+        }
+        let sizes = [
+            ("train_subset", self.train_subset),
+            ("valid_subset", self.valid_subset),
+            ("test_subset", self.test_subset),
+            ("search_train_subset", self.search_train_subset),
+            ("max_batches", self.max_batches),
+        ];
+        for (name, v) in sizes {
+            if v == Some(0) {
+                return Err(Error::Config(format!("budget: {name} must be positive when given")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Optional per-field overrides of a preset (the `[budget_overrides]` table).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetOverrides {
+    /// See [`Budget::train_subset`].
+    pub train_subset: Option<usize>,
+    /// See [`Budget::valid_subset`].
+    pub valid_subset: Option<usize>,
+    /// See [`Budget::test_subset`].
+    pub test_subset: Option<usize>,
+    /// See [`Budget::dense_epochs`].
+    pub dense_epochs: Option<usize>,
+    /// See [`Budget::finetune_epochs`].
+    pub finetune_epochs: Option<usize>,
+    /// See [`Budget::search_steps`].
+    pub search_steps: Option<usize>,
+    /// See [`Budget::hpo_trials`].
+    pub hpo_trials: Option<usize>,
+    /// See [`Budget::search_epochs`].
+    pub search_epochs: Option<usize>,
+    /// See [`Budget::search_train_subset`].
+    pub search_train_subset: Option<usize>,
+    /// See [`Budget::max_batches`].
+    pub max_batches: Option<usize>,
+}
+
+impl BudgetOverrides {
+    /// The preset with these overrides applied.
+    pub fn apply(&self, mut b: Budget) -> Budget {
+        macro_rules! opt {
+            ($($f:ident),*) => { $( if self.$f.is_some() { b.$f = self.$f; } )* };
+        }
+        macro_rules! val {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { b.$f = v; } )* };
+        }
+        opt!(train_subset, valid_subset, test_subset, search_train_subset, max_batches);
+        val!(dense_epochs, finetune_epochs, search_steps, hpo_trials, search_epochs);
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_overrides_apply() {
+        for p in [BudgetPreset::Smoke, BudgetPreset::Cpu, BudgetPreset::Paper] {
+            Budget::preset(p).validate().unwrap();
+            assert_eq!(p.to_string().parse::<BudgetPreset>().unwrap(), p);
+        }
+        let paper = Budget::preset(BudgetPreset::Paper);
+        assert_eq!((paper.search_steps, paper.hpo_trials), (20, 20));
+        let o: BudgetOverrides = toml::from_str("dense_epochs = 3\nmax_batches = 5").unwrap();
+        let b = o.apply(Budget::preset(BudgetPreset::Cpu));
+        assert_eq!((b.dense_epochs, b.max_batches), (3, Some(5)));
+        assert!(toml::from_str::<BudgetOverrides>("dense_epoch = 3").is_err());
+        let mut bad = Budget::preset(BudgetPreset::Smoke);
+        bad.hpo_trials = 0;
+        assert!(bad.validate().unwrap_err().to_string().contains("hpo_trials"));
+        assert!("huge".parse::<BudgetPreset>().is_err());
+    }
+}

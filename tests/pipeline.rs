@@ -1,0 +1,186 @@
+//! End to end on real MNIST at the smoke budget: the whole pipeline, kill and resume,
+//! and a diverging candidate recorded as failed.
+
+use candle_core::Device;
+
+use safs::experiment::{
+    Arm, BudgetPreset, EvalRecord, EvalStatus, Experiment, ExperimentConfig, ExperimentEvent,
+    Stage,
+};
+use safs::model::{LeNet5, Network};
+use safs::train::{save_checkpoint, CheckpointMeta};
+use safs::Error;
+use safs_e2e::{experiments_dir, mnist_root, temp_dir};
+
+fn smoke_config() -> ExperimentConfig {
+    let mut cfg =
+        ExperimentConfig::from_file(&experiments_dir().join("lenet5_mnist.toml")).expect("config");
+    cfg.budget = BudgetPreset::Smoke;
+    cfg
+}
+
+fn without_time(mut records: Vec<EvalRecord>) -> Vec<EvalRecord> {
+    for r in &mut records {
+        r.seconds = 0.0;
+    }
+    records.sort_by_key(|r| (r.stage, r.step));
+    records
+}
+
+#[test]
+fn smoke_run_produces_every_arm_and_its_files() {
+    let root = mnist_root();
+    let out = temp_dir("smoke");
+    let mut exp = Experiment::new(smoke_config(), &out, &root, Device::Cpu).unwrap();
+    let mut stages = Vec::new();
+    let row = exp
+        .run(&mut |ev| {
+            if let ExperimentEvent::Evaluated { record, .. } = ev {
+                stages.push(record.stage);
+            }
+            Ok(())
+        })
+        .unwrap();
+    for (arm, v) in [
+        ("dense", row.dense),
+        ("mp", row.magnitude_pruning),
+        ("stage1", row.stage1),
+        ("stage2", row.stage2),
+        ("safs", row.safs),
+    ] {
+        let v = v.unwrap_or_else(|| panic!("{arm} missing"));
+        assert!((0.0..=100.0).contains(&v), "{arm} = {v}");
+    }
+    // A dense LeNet-5 on 2k images for one epoch is far above chance (10%).
+    assert!(row.dense.unwrap() > 50.0, "dense {:?}", row.dense);
+    let budget = exp.budget().clone();
+    let count = |s: Stage| stages.iter().filter(|&&x| x == s).count();
+    assert_eq!(count(Stage::Stage1Search), budget.search_steps);
+    assert_eq!(count(Stage::Stage2Search), budget.hpo_trials);
+    assert_eq!(count(Stage::SafsSearch), budget.hpo_trials);
+    for f in [
+        "config.json",
+        "evals.jsonl",
+        "dense.safetensors",
+        "pruned.safetensors",
+        "table1.csv",
+        "table1.parquet",
+        "evals.csv",
+        "evals.parquet",
+        "finals/safs_final.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // Pruned weights stay exactly zero in the SAFS network after fine-tuning.
+    let mut m = LeNet5::new(10, 0, &Device::Cpu).unwrap();
+    safs::train::load_checkpoint(&out.join("finals/safs_final.safetensors"), &mut m, &Device::Cpu)
+        .unwrap();
+    let report = safs::prune::sparsity_report(&m).unwrap();
+    let zeros: usize = report.iter().map(|l| l.zeros).sum();
+    let total: usize = report.iter().map(|l| l.total).sum();
+    assert!(zeros as f64 / total as f64 >= 0.99 - 1e-9, "{zeros}/{total}");
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_table() {
+    let root = mnist_root();
+    let cfg = smoke_config();
+
+    let straight_dir = temp_dir("straight");
+    let mut straight = Experiment::new(cfg.clone(), &straight_dir, &root, Device::Cpu).unwrap();
+    let want = straight.run(&mut |_| Ok(())).unwrap();
+
+    // Stop after 6 finished evaluations (dense, baseline, 3 Stage 1 steps, Stage 1 final).
+    let dir = temp_dir("resumed");
+    let mut finished = 0;
+    let mut first = Experiment::new(cfg.clone(), &dir, &root, Device::Cpu).unwrap();
+    let err = first
+        .run(&mut |ev| {
+            if let ExperimentEvent::Evaluated { cached: false, .. } = ev {
+                finished += 1;
+                if finished == 6 {
+                    return Err(Error::Config("stopped by the test".into()));
+                }
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("stopped by the test"));
+    drop(first);
+
+    let mut replayed = 0;
+    let mut second = Experiment::new(cfg, &dir, &root, Device::Cpu).unwrap();
+    let got = second
+        .run(&mut |ev| {
+            if let ExperimentEvent::Evaluated { cached: true, .. } = ev {
+                replayed += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(replayed, 6, "every finished evaluation is read back, none recomputed");
+    assert_eq!(got, want);
+    let a = without_time(straight.run_dir().load_evals().unwrap());
+    let b = without_time(second.run_dir().load_evals().unwrap());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn resuming_with_another_config_is_refused() {
+    let root = mnist_root();
+    let dir = temp_dir("other-config");
+    let mut cfg = smoke_config();
+    cfg.arms = vec![Arm::MagnitudePruning];
+    Experiment::new(cfg.clone(), &dir, &root, Device::Cpu).unwrap();
+    cfg.prune.rate = 0.9;
+    let err = Experiment::new(cfg, &dir, &root, Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("different configuration"), "{err}");
+}
+
+#[test]
+fn diverging_candidates_are_recorded_as_failed() {
+    let root = mnist_root();
+    let dir = temp_dir("diverge");
+    // A dense checkpoint whose output bias is NaN: whatever the operators, every
+    // fine-tune sees a NaN loss at its first step, as a diverged run does.
+    let m = LeNet5::new(10, 0, &Device::Cpu).unwrap();
+    let bias = m.parameters().into_iter().find(|p| p.name == "fc3.bias").unwrap();
+    bias.var
+        .set(&bias.var.as_tensor().affine(0.0, f64::NAN).unwrap())
+        .unwrap();
+    let ckpt = dir.join("huge.safetensors");
+    let meta = CheckpointMeta {
+        model: m.name().into(),
+        num_classes: 10,
+        plan: m.plan(),
+        epoch: 0,
+        valid_acc: None,
+        note: "diverging".into(),
+        safs_version: "test".into(),
+    };
+    save_checkpoint(&ckpt, &m, None, &meta).unwrap();
+
+    let mut cfg = smoke_config();
+    cfg.arms = vec![Arm::MagnitudePruning, Arm::Stage1];
+    cfg.dense_checkpoint = Some(ckpt);
+    let mut exp = Experiment::new(cfg, &dir.join("run"), &root, Device::Cpu).unwrap();
+    let row = exp.run(&mut |_| Ok(())).unwrap();
+    assert_eq!(row.magnitude_pruning, Some(0.0));
+    let evals = exp.run_dir().load_evals().unwrap();
+    let searched: Vec<&EvalRecord> =
+        evals.iter().filter(|r| r.stage == Stage::Stage1Search).collect();
+    assert_eq!(searched.len(), exp.budget().search_steps, "the search went on");
+    for r in evals.iter().filter(|r| r.stage != Stage::Dense) {
+        assert!(
+            matches!(&r.status, EvalStatus::Failed(why) if why.contains("NaN")),
+            "{:?} {}: {:?}",
+            r.stage,
+            r.step,
+            r.status
+        );
+        assert_eq!(r.valid_acc, 0.0);
+    }
+}
