@@ -4,8 +4,7 @@
 use candle_core::Device;
 
 use safs::experiment::{
-    Arm, BudgetPreset, EvalRecord, EvalStatus, Experiment, ExperimentConfig, ExperimentEvent,
-    Stage,
+    Arm, BudgetPreset, EvalRecord, EvalStatus, Experiment, ExperimentConfig, ExperimentEvent, Stage,
 };
 use safs::model::{LeNet5, Network};
 use safs::train::{save_checkpoint, CheckpointMeta};
@@ -51,7 +50,7 @@ fn smoke_run_produces_every_arm_and_its_files() {
         let v = v.unwrap_or_else(|| panic!("{arm} missing"));
         assert!((0.0..=100.0).contains(&v), "{arm} = {v}");
     }
-    // A dense LeNet-5 on 2k images for one epoch is far above chance (10%).
+    // A dense LeNet-5 after 3 epochs on 2k images is far above chance (10%).
     assert!(row.dense.unwrap() > 50.0, "dense {:?}", row.dense);
     let budget = exp.budget().clone();
     let count = |s: Stage| stages.iter().filter(|&&x| x == s).count();
@@ -73,12 +72,22 @@ fn smoke_run_produces_every_arm_and_its_files() {
     }
     // Pruned weights stay exactly zero in the SAFS network after fine-tuning.
     let mut m = LeNet5::new(10, 0, &Device::Cpu).unwrap();
-    safs::train::load_checkpoint(&out.join("finals/safs_final.safetensors"), &mut m, &Device::Cpu)
-        .unwrap();
-    let report = safs::prune::sparsity_report(&m).unwrap();
-    let zeros: usize = report.iter().map(|l| l.zeros).sum();
-    let total: usize = report.iter().map(|l| l.total).sum();
-    assert!(zeros as f64 / total as f64 >= 0.99 - 1e-9, "{zeros}/{total}");
+    safs::train::load_checkpoint(
+        &out.join("finals/safs_final.safetensors"),
+        &mut m,
+        &Device::Cpu,
+    )
+    .unwrap();
+    // Per layer, l1_unstructured zeroes round(0.99 n) weights (Python's round).
+    for layer in safs::prune::sparsity_report(&m).unwrap() {
+        let want = (0.99 * layer.total as f64).round_ties_even() as usize;
+        assert!(
+            layer.zeros >= want,
+            "{}: {} zeros, want {want}",
+            layer.name,
+            layer.zeros
+        );
+    }
 }
 
 #[test]
@@ -118,7 +127,10 @@ fn killed_run_resumes_to_the_same_table() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(replayed, 6, "every finished evaluation is read back, none recomputed");
+    assert_eq!(
+        replayed, 6,
+        "every finished evaluation is read back, none recomputed"
+    );
     assert_eq!(got, want);
     let a = without_time(straight.run_dir().load_evals().unwrap());
     let b = without_time(second.run_dir().load_evals().unwrap());
@@ -147,7 +159,11 @@ fn diverging_candidates_are_recorded_as_failed() {
     // A dense checkpoint whose output bias is NaN: whatever the operators, every
     // fine-tune sees a NaN loss at its first step, as a diverged run does.
     let m = LeNet5::new(10, 0, &Device::Cpu).unwrap();
-    let bias = m.parameters().into_iter().find(|p| p.name == "fc3.bias").unwrap();
+    let bias = m
+        .parameters()
+        .into_iter()
+        .find(|p| p.name == "fc3.bias")
+        .unwrap();
     bias.var
         .set(&bias.var.as_tensor().affine(0.0, f64::NAN).unwrap())
         .unwrap();
@@ -170,9 +186,15 @@ fn diverging_candidates_are_recorded_as_failed() {
     let row = exp.run(&mut |_| Ok(())).unwrap();
     assert_eq!(row.magnitude_pruning, Some(0.0));
     let evals = exp.run_dir().load_evals().unwrap();
-    let searched: Vec<&EvalRecord> =
-        evals.iter().filter(|r| r.stage == Stage::Stage1Search).collect();
-    assert_eq!(searched.len(), exp.budget().search_steps, "the search went on");
+    let searched: Vec<&EvalRecord> = evals
+        .iter()
+        .filter(|r| r.stage == Stage::Stage1Search)
+        .collect();
+    assert_eq!(
+        searched.len(),
+        exp.budget().search_steps,
+        "the search went on"
+    );
     for r in evals.iter().filter(|r| r.stage != Stage::Dense) {
         assert!(
             matches!(&r.status, EvalStatus::Failed(why) if why.contains("NaN")),

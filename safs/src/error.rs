@@ -37,6 +37,10 @@ pub enum Error {
     #[error("training diverged: {0}")]
     Diverged(String),
 
+    /// A Polars frame operation failed.
+    #[error(transparent)]
+    Polars(#[from] polars::error::PolarsError),
+
     /// A dataset could not be fetched.
     #[error("fetch failed: {0}")]
     Fetch(String),

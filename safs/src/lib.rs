@@ -9,8 +9,11 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod experiment;
+pub mod hpo;
 pub mod model;
 pub mod prune;
+pub mod report;
+pub mod search;
 pub mod train;
 pub mod util;
 

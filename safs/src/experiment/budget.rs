@@ -78,7 +78,7 @@ impl Budget {
                 train_subset: Some(2_000),
                 valid_subset: Some(500),
                 test_subset: Some(1_000),
-                dense_epochs: 1,
+                dense_epochs: 3,
                 finetune_epochs: 1,
                 search_steps: 3,
                 hpo_trials: 3,
@@ -136,7 +136,9 @@ impl Budget {
         ];
         for (name, v) in sizes {
             if v == Some(0) {
-                return Err(Error::Config(format!("budget: {name} must be positive when given")));
+                return Err(Error::Config(format!(
+                    "budget: {name} must be positive when given"
+                )));
             }
         }
         Ok(())
@@ -178,8 +180,20 @@ impl BudgetOverrides {
         macro_rules! val {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { b.$f = v; } )* };
         }
-        opt!(train_subset, valid_subset, test_subset, search_train_subset, max_batches);
-        val!(dense_epochs, finetune_epochs, search_steps, hpo_trials, search_epochs);
+        opt!(
+            train_subset,
+            valid_subset,
+            test_subset,
+            search_train_subset,
+            max_batches
+        );
+        val!(
+            dense_epochs,
+            finetune_epochs,
+            search_steps,
+            hpo_trials,
+            search_epochs
+        );
         b
     }
 }
@@ -202,7 +216,11 @@ mod tests {
         assert!(toml::from_str::<BudgetOverrides>("dense_epoch = 3").is_err());
         let mut bad = Budget::preset(BudgetPreset::Smoke);
         bad.hpo_trials = 0;
-        assert!(bad.validate().unwrap_err().to_string().contains("hpo_trials"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hpo_trials"));
         assert!("huge".parse::<BudgetPreset>().is_err());
     }
 }

@@ -49,7 +49,12 @@ enum TrainSet {
 
 impl Experiment {
     /// Opens the run folder (resuming what it holds) and loads the data.
-    pub fn new(cfg: ExperimentConfig, run_dir: &Path, data_root: &Path, device: Device) -> Result<Self> {
+    pub fn new(
+        cfg: ExperimentConfig,
+        run_dir: &Path,
+        data_root: &Path,
+        device: Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let budget = cfg.resolved_budget();
         let dir = RunDir::open(run_dir, &cfg)?;
@@ -164,7 +169,13 @@ impl Experiment {
         c
     }
 
-    fn meta(&self, model: &dyn Network, epoch: usize, valid: Option<f64>, note: &str) -> CheckpointMeta {
+    fn meta(
+        &self,
+        model: &dyn Network,
+        epoch: usize,
+        valid: Option<f64>,
+        note: &str,
+    ) -> CheckpointMeta {
         CheckpointMeta {
             model: model.name().to_string(),
             num_classes: self.data.train.num_classes(),
@@ -181,22 +192,38 @@ impl Experiment {
         let key = (Stage::Dense, 0);
         if let Some(r) = self.cache.get(&key).cloned() {
             if self.dir.dense_path().exists() {
-                observer(&ExperimentEvent::Evaluated { record: r.clone(), cached: true })?;
+                observer(&ExperimentEvent::Evaluated {
+                    record: r.clone(),
+                    cached: true,
+                })?;
                 return Ok(r);
             }
         }
-        observer(&ExperimentEvent::StageStarted { stage: Stage::Dense, total: 1 })?;
+        observer(&ExperimentEvent::StageStarted {
+            stage: Stage::Dense,
+            total: 1,
+        })?;
         let start = Instant::now();
         let mut model = self.fresh_model()?;
         let cfg = self.dense_config(self.budget.dense_epochs);
         let valid_acc = match &self.cfg.dense_checkpoint {
             Some(path) => {
                 load_checkpoint(path, model.as_mut(), &self.device)?;
-                evaluate(model.as_ref(), &self.data.valid, cfg.eval_batch_size, &self.device)?.top1
+                evaluate(
+                    model.as_ref(),
+                    &self.data.valid,
+                    cfg.eval_batch_size,
+                    &self.device,
+                )?
+                .top1
             }
             None => {
                 let mut fwd = |ev: &TrainEvent, _: &dyn Network| {
-                    observer(&ExperimentEvent::Train { stage: Stage::Dense, step: 0, event: ev.clone() })
+                    observer(&ExperimentEvent::Train {
+                        stage: Stage::Dense,
+                        step: 0,
+                        event: ev.clone(),
+                    })
                 };
                 let report = fit(
                     model.as_mut(),
@@ -211,10 +238,24 @@ impl Experiment {
                 report.final_valid().map_or(0.0, |m| m.top1)
             }
         };
-        let test = evaluate(model.as_ref(), &self.data.test, cfg.eval_batch_size, &self.device)?;
+        let test = evaluate(
+            model.as_ref(),
+            &self.data.test,
+            cfg.eval_batch_size,
+            &self.device,
+        )?;
         let meta = self.meta(model.as_ref(), cfg.epochs, Some(valid_acc), "dense");
         save_checkpoint(&self.dir.dense_path(), model.as_ref(), None, &meta)?;
-        let record = self.record(Stage::Dense, 0, model.as_ref(), &cfg, valid_acc, Some(test.top1), EvalStatus::Ok, start)?;
+        let record = self.record(
+            Stage::Dense,
+            0,
+            model.as_ref(),
+            &cfg,
+            valid_acc,
+            Some(test.top1),
+            EvalStatus::Ok,
+            start,
+        )?;
         self.commit(record, observer)
     }
 
@@ -222,7 +263,11 @@ impl Experiment {
     fn prune(&mut self) -> Result<()> {
         let mut model = self.fresh_model()?;
         load_checkpoint(&self.dir.dense_path(), model.as_mut(), &self.device)?;
-        let masks = self.cfg.prune.method.masks(model.as_ref(), self.cfg.prune.rate)?;
+        let masks = self
+            .cfg
+            .prune
+            .method
+            .masks(model.as_ref(), self.cfg.prune.rate)?;
         masks.apply(model.as_ref())?;
         let note = format!("{} pruned {}", self.cfg.prune.method, self.cfg.prune.rate);
         let meta = self.meta(model.as_ref(), 0, None, &note);
@@ -248,7 +293,16 @@ impl Experiment {
         let cfg = self.dense_config(self.budget.search_epochs);
         let seed = self.cfg.seed;
         let mut objective = |step: usize, plan: &ActivationPlan| -> Result<f64> {
-            let r = self.eval(Stage::Stage1Search, step, plan, &cfg, false, TrainSet::Search, None, observer)?;
+            let r = self.eval(
+                Stage::Stage1Search,
+                step,
+                plan,
+                &cfg,
+                false,
+                TrainSet::Search,
+                None,
+                observer,
+            )?;
             Ok(r.valid_acc)
         };
         let result = run_search(&method, &space, start, seed, &mut objective, &mut |_| {})?;
@@ -272,11 +326,23 @@ impl Experiment {
         let (method, trials, seed) = (self.cfg.hpo.clone(), self.budget.hpo_trials, self.cfg.seed);
         let mut objective = |i: usize, c: &Config| -> Result<f64> {
             let cfg = train_config_from(c, &trial_base)?;
-            let r = self.eval(search, i, plan, &cfg, true, TrainSet::Search, None, observer)?;
+            let r = self.eval(
+                search,
+                i,
+                plan,
+                &cfg,
+                true,
+                TrainSet::Search,
+                None,
+                observer,
+            )?;
             Ok(r.valid_acc)
         };
         let result = run_hpo(&method, &space, trials, seed, &mut objective, &mut |_| {})?;
-        let final_cfg = train_config_from(&result.best.config, &self.dense_config(self.budget.finetune_epochs))?;
+        let final_cfg = train_config_from(
+            &result.best.config,
+            &self.dense_config(self.budget.finetune_epochs),
+        )?;
         self.final_eval(last, plan, &final_cfg, true, observer)
     }
 
@@ -290,7 +356,16 @@ impl Experiment {
     ) -> Result<EvalRecord> {
         observer(&ExperimentEvent::StageStarted { stage, total: 1 })?;
         let out = self.dir.final_path(stage);
-        self.eval(stage, 0, plan, cfg, trainable, TrainSet::Full, Some(&out), observer)
+        self.eval(
+            stage,
+            0,
+            plan,
+            cfg,
+            trainable,
+            TrainSet::Full,
+            Some(&out),
+            observer,
+        )
     }
 
     /// One memoised evaluation: fine-tune the pruned network with `plan` and `cfg`, score
@@ -318,7 +393,10 @@ impl Experiment {
                 )));
             }
             let r = r.clone();
-            observer(&ExperimentEvent::Evaluated { record: r.clone(), cached: true })?;
+            observer(&ExperimentEvent::Evaluated {
+                record: r.clone(),
+                cached: true,
+            })?;
             return Ok(r);
         }
         let start = Instant::now();
@@ -335,7 +413,11 @@ impl Experiment {
             TrainSet::Search => &self.search_train,
         };
         let mut fwd = |ev: &TrainEvent, _: &dyn Network| {
-            observer(&ExperimentEvent::Train { stage, step, event: ev.clone() })
+            observer(&ExperimentEvent::Train {
+                stage,
+                step,
+                event: ev.clone(),
+            })
         };
         let outcome = fit(
             model.as_mut(),
@@ -353,18 +435,41 @@ impl Experiment {
                 let valid = if valid.is_finite() { valid } else { 0.0 };
                 let test = match save_to {
                     Some(path) => {
-                        let t = evaluate(model.as_ref(), &self.data.test, cfg.eval_batch_size, &self.device)?;
+                        let t = evaluate(
+                            model.as_ref(),
+                            &self.data.test,
+                            cfg.eval_batch_size,
+                            &self.device,
+                        )?;
                         let meta = self.meta(model.as_ref(), cfg.epochs, Some(valid), stage.name());
                         save_checkpoint(path, model.as_ref(), masks.as_ref(), &meta)?;
                         Some(t.top1)
                     }
                     None => None,
                 };
-                self.record(stage, step, model.as_ref(), cfg, valid, test, EvalStatus::Ok, start)?
+                self.record(
+                    stage,
+                    step,
+                    model.as_ref(),
+                    cfg,
+                    valid,
+                    test,
+                    EvalStatus::Ok,
+                    start,
+                )?
             }
             Err(Error::Diverged(why)) => {
                 let test = save_to.map(|_| 0.0);
-                self.record(stage, step, model.as_ref(), cfg, 0.0, test, EvalStatus::Failed(why), start)?
+                self.record(
+                    stage,
+                    step,
+                    model.as_ref(),
+                    cfg,
+                    0.0,
+                    test,
+                    EvalStatus::Failed(why),
+                    start,
+                )?
             }
             Err(e) => return Err(e),
         };
@@ -387,9 +492,10 @@ impl Experiment {
             Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        let scales = |f: &dyn Fn(&crate::activation::Activation) -> Result<f64>| -> Result<Vec<f64>> {
-            model.activations().iter().map(f).collect()
-        };
+        let scales =
+            |f: &dyn Fn(&crate::activation::Activation) -> Result<f64>| -> Result<Vec<f64>> {
+                model.activations().iter().map(f).collect()
+            };
         Ok(EvalRecord {
             stage,
             step,
@@ -405,10 +511,18 @@ impl Experiment {
     }
 
     /// Appends a finished record to the log (durably) before anything else sees it.
-    fn commit(&mut self, record: EvalRecord, observer: &mut ExperimentObserver<'_>) -> Result<EvalRecord> {
+    fn commit(
+        &mut self,
+        record: EvalRecord,
+        observer: &mut ExperimentObserver<'_>,
+    ) -> Result<EvalRecord> {
         append_eval(&self.dir.evals_path(), &record)?;
-        self.cache.insert((record.stage, record.step), record.clone());
-        observer(&ExperimentEvent::Evaluated { record: record.clone(), cached: false })?;
+        self.cache
+            .insert((record.stage, record.step), record.clone());
+        observer(&ExperimentEvent::Evaluated {
+            record: record.clone(),
+            cached: false,
+        })?;
         Ok(record)
     }
 

@@ -43,7 +43,8 @@ impl RunDir {
                 )));
             }
         } else {
-            let text = serde_json::to_vec_pretty(&want).map_err(|e| Error::Config(e.to_string()))?;
+            let text =
+                serde_json::to_vec_pretty(&want).map_err(|e| Error::Config(e.to_string()))?;
             atomic_write(&path, &text)?;
         }
         Ok(dir)

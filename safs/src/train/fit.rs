@@ -35,6 +35,7 @@ pub type Observer<'a> = dyn FnMut(&TrainEvent, &dyn Network) -> Result<()> + 'a;
 /// Weight decay applies to conv/linear weights only. The activation scales alpha, beta
 /// are trained when the model's slots are trainable. A non-finite loss stops the run with
 /// [`Error::Diverged`].
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     model: &mut dyn Network,
     masks: Option<&Masks>,

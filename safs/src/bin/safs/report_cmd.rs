@@ -22,7 +22,10 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     for dir in &a.runs {
         let path = dir.join("table1.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("{} has no finished result (run `safs run` to completion first)", path.display())
+            format!(
+                "{} has no finished result (run `safs run` to completion first)",
+                path.display()
+            )
         })?;
         let row: ResultRow =
             serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;

@@ -37,7 +37,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         cfg.seed = s;
     }
     cfg.validate()?;
-    let out = a.out.unwrap_or_else(|| PathBuf::from("runs").join(cfg.run_name()));
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(cfg.run_name()));
     let device = safs::device::parse_device(&a.common.device)?;
     let root = a.common.data_dir.clone().unwrap_or_else(default_data_dir);
     let started = std::time::Instant::now();
@@ -49,11 +51,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let mut observer = |ev: &ExperimentEvent| -> safs::Result<()> {
         match ev {
             ExperimentEvent::StageStarted { stage, total } => {
-                eprintln!("== {} ({total} evaluation{})", stage.name(), if *total == 1 { "" } else { "s" });
+                eprintln!(
+                    "== {} ({total} evaluation{})",
+                    stage.name(),
+                    if *total == 1 { "" } else { "s" }
+                );
             }
             ExperimentEvent::Train { stage, step, event } => {
                 if bars.as_ref().map(|(s, i, _)| (*s, *i)) != Some((*stage, *step)) {
-                    bars = Some((*stage, *step, Bars::new(&format!("{} #{step}", stage.name())).quiet_epochs()));
+                    bars = Some((
+                        *stage,
+                        *step,
+                        Bars::new(&format!("{} #{step}", stage.name())).quiet_epochs(),
+                    ));
                 }
                 if let Some((_, _, b)) = bars.as_mut() {
                     b.on_event(event);
@@ -61,7 +71,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             }
             ExperimentEvent::Evaluated { record: r, cached } => {
                 bars = None;
-                let test = r.test_acc.map(|t| format!(" test {t:.2}%")).unwrap_or_default();
+                let test = r
+                    .test_acc
+                    .map(|t| format!(" test {t:.2}%"))
+                    .unwrap_or_default();
                 let status = match &r.status {
                     safs::experiment::EvalStatus::Ok => String::new(),
                     safs::experiment::EvalStatus::Failed(why) => format!(" FAILED: {why}"),

@@ -1,0 +1,19 @@
+//! Polars result tables: the raw evaluation log, the Table 1 layout, the
+//! across-seed summary, and their files (CSV, Parquet, JSON lines).
+//!
+//! The frames are built in plain Rust (the crate's Polars has no lazy API) and
+//! are meant to be displayed ([`format_table`]), written ([`write_csv`],
+//! [`write_parquet`]) or handed to the notebook kernel.
+
+mod combine;
+mod evals;
+mod files;
+mod table;
+
+pub use combine::combine;
+pub use evals::evals_frame;
+pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
+pub use table::{format_table, paper_table1, table1_frame, ARMS};
+
+/// Re-exported so callers can name the frame type without depending on Polars.
+pub use polars::prelude::DataFrame;

@@ -1,0 +1,358 @@
+//! Stage 1 of SAFS: search one unary operator per activation layer.
+//!
+//! The searches optimise a black-box objective over [`ActivationPlan`]s (they maximise a
+//! score; in SAFS the score is validation accuracy in percent after a short masked
+//! fine-tune, 0 for a failed candidate). The paper's method is Late Acceptance Hill
+//! Climbing ([`SearchMethod::Lahc`], Burke & Bykov 2017); random search, simulated
+//! annealing and a genetic algorithm are baselines.
+//!
+//! Contract shared by every method:
+//! - step 0 evaluates the start plan (usually ReLU everywhere), so every result includes
+//!   the baseline;
+//! - `objective` is called once per evaluated plan with a running step index 0, 1, 2, ...,
+//!   and the sequence of plans depends only on the seed and the scores returned (one
+//!   `ChaCha8Rng` seeded from `seed`), so a caller may memoise scores by step index to
+//!   resume a killed run;
+//! - a score must be finite (return 0.0 for a failed candidate); an `Err` from the
+//!   objective aborts the search with that error;
+//! - the result is the best plan evaluated (highest score; on ties the earliest).
+
+mod annealing;
+mod genetic;
+mod lahc;
+mod random;
+mod space;
+
+pub use space::{SearchMode, SearchSpace};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::activation::ActivationPlan;
+use crate::{Error, Result};
+
+/// A Stage 1 search method and its budget (serde: `name = "lahc"` plus the fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SearchMethod {
+    /// Late Acceptance Hill Climbing (Burke & Bykov 2017), the SAFS method: `steps`
+    /// evaluations (step 0 = start), history length `history` (the reference's L).
+    Lahc {
+        /// Objective calls, counting the start plan.
+        steps: usize,
+        /// Length L of the late-acceptance history.
+        #[serde(default = "default_history")]
+        history: usize,
+        /// Stop after this many consecutive steps without improving the best.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_steps: Option<usize>,
+    },
+    /// Uniformly random plans.
+    Random {
+        /// Objective calls, counting the start plan.
+        steps: usize,
+    },
+    /// Simulated annealing with the LAHC move and geometric cooling `T = t0 * cooling^i`.
+    Annealing {
+        /// Objective calls, counting the start plan.
+        steps: usize,
+        /// Initial temperature in score units (e.g. 5.0 accuracy points).
+        t0: f64,
+        /// Geometric cooling factor per step, in (0, 1].
+        cooling: f64,
+    },
+    /// A generational genetic algorithm: `population + (generations - 1) * (population -
+    /// elite)` objective calls.
+    Genetic {
+        /// Individuals per generation (generation 0 includes the start plan).
+        population: usize,
+        /// Number of generations, counting generation 0.
+        generations: usize,
+        /// Per-slot mutation probability.
+        mutation_rate: f64,
+        /// Best individuals carried unchanged (and not re-evaluated) to the next generation.
+        elite: usize,
+        /// Tournament size for parent selection.
+        tournament: usize,
+    },
+}
+
+fn default_history() -> usize {
+    3
+}
+
+impl Default for SearchMethod {
+    fn default() -> Self {
+        Self::paper()
+    }
+}
+
+impl SearchMethod {
+    /// The SAFS reference's setting: LAHC, 20 steps, history 3, no idle stop.
+    pub fn paper() -> Self {
+        Self::Lahc {
+            steps: 20,
+            history: 3,
+            idle_steps: None,
+        }
+    }
+
+    /// The method's name as in configs ("lahc", "random", "annealing", "genetic").
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Lahc { .. } => "lahc",
+            Self::Random { .. } => "random",
+            Self::Annealing { .. } => "annealing",
+            Self::Genetic { .. } => "genetic",
+        }
+    }
+
+    /// The most objective calls a run makes (LAHC may stop earlier on `idle_steps`).
+    pub fn max_evaluations(&self) -> usize {
+        match *self {
+            Self::Lahc { steps, .. } | Self::Random { steps } | Self::Annealing { steps, .. } => {
+                steps
+            }
+            Self::Genetic {
+                population,
+                generations,
+                elite,
+                ..
+            } => population + generations.saturating_sub(1) * population.saturating_sub(elite),
+        }
+    }
+
+    /// An error naming the field and value unless every setting is in range.
+    pub fn validate(&self) -> Result<()> {
+        let name = self.name();
+        let bad = |field: &str, value: String, need: &str| {
+            Err(Error::Config(format!(
+                "search method {name}: {field} = {value}; need {need}"
+            )))
+        };
+        match *self {
+            Self::Lahc {
+                steps,
+                history,
+                idle_steps,
+            } => {
+                if steps < 1 {
+                    return bad("steps", steps.to_string(), ">= 1");
+                }
+                if history < 1 {
+                    return bad("history", history.to_string(), ">= 1");
+                }
+                if idle_steps == Some(0) {
+                    return bad("idle_steps", "0".into(), ">= 1 (or leave it out)");
+                }
+            }
+            Self::Random { steps } => {
+                if steps < 1 {
+                    return bad("steps", steps.to_string(), ">= 1");
+                }
+            }
+            Self::Annealing { steps, t0, cooling } => {
+                if steps < 1 {
+                    return bad("steps", steps.to_string(), ">= 1");
+                }
+                if !(t0.is_finite() && t0 > 0.0) {
+                    return bad("t0", t0.to_string(), "a finite value > 0");
+                }
+                if !(cooling > 0.0 && cooling <= 1.0) {
+                    return bad("cooling", cooling.to_string(), "a value in (0, 1]");
+                }
+            }
+            Self::Genetic {
+                population,
+                generations,
+                mutation_rate,
+                elite,
+                tournament,
+            } => {
+                if population < 2 {
+                    return bad("population", population.to_string(), ">= 2");
+                }
+                if generations < 1 {
+                    return bad("generations", generations.to_string(), ">= 1");
+                }
+                if !(0.0..=1.0).contains(&mutation_rate) {
+                    return bad(
+                        "mutation_rate",
+                        mutation_rate.to_string(),
+                        "a value in [0, 1]",
+                    );
+                }
+                if elite >= population {
+                    return bad(
+                        "elite",
+                        elite.to_string(),
+                        &format!("< population ({population})"),
+                    );
+                }
+                if tournament < 1 {
+                    return bad("tournament", tournament.to_string(), ">= 1");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One evaluated plan of a search, as reported to `on_step` and kept in the result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchStep {
+    /// Running index of the objective call, from 0 (the start plan).
+    pub step: usize,
+    /// The plan evaluated.
+    pub plan: ActivationPlan,
+    /// Its score.
+    pub score: f64,
+    /// LAHC/annealing: became the current plan; random: new best; genetic: always true
+    /// (every evaluated child joins its generation). Step 0 is always accepted.
+    pub accepted: bool,
+    /// Best score so far, this step included.
+    pub best_score: f64,
+    /// Plan of the best score so far (the earliest on ties).
+    pub best_plan: ActivationPlan,
+}
+
+/// The outcome of a search: its best plan and every step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// Highest-scoring plan evaluated (the earliest on ties).
+    pub best_plan: ActivationPlan,
+    /// Its score.
+    pub best_score: f64,
+    /// Every evaluated plan in call order.
+    pub steps: Vec<SearchStep>,
+}
+
+/// Run `method` over `space` from `start` (evaluated at step 0); see the module docs for
+/// the determinism and error contract.
+pub fn run_search(
+    method: &SearchMethod,
+    space: &SearchSpace,
+    start: &ActivationPlan,
+    seed: u64,
+    objective: &mut dyn FnMut(usize, &ActivationPlan) -> Result<f64>,
+    on_step: &mut dyn FnMut(&SearchStep),
+) -> Result<SearchResult> {
+    method.validate()?;
+    space.validate()?;
+    space.check_plan(start, "start")?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut tracker = Tracker {
+        objective,
+        on_step,
+        steps: Vec::new(),
+    };
+    match *method {
+        SearchMethod::Lahc {
+            steps,
+            history,
+            idle_steps,
+        } => lahc::run(
+            steps,
+            history,
+            idle_steps,
+            space,
+            start,
+            &mut rng,
+            &mut tracker,
+        )?,
+        SearchMethod::Random { steps } => random::run(steps, space, start, &mut rng, &mut tracker)?,
+        SearchMethod::Annealing { steps, t0, cooling } => {
+            annealing::run(steps, t0, cooling, space, start, &mut rng, &mut tracker)?
+        }
+        SearchMethod::Genetic {
+            population,
+            generations,
+            mutation_rate,
+            elite,
+            tournament,
+        } => genetic::run(
+            genetic::Params {
+                population,
+                generations,
+                mutation_rate,
+                elite,
+                tournament,
+            },
+            space,
+            start,
+            &mut rng,
+            &mut tracker,
+        )?,
+    }
+    Ok(tracker.finish())
+}
+
+/// What [`Tracker::evaluate`] learnt about one plan.
+#[derive(Clone, Copy, Debug)]
+struct Evaluated {
+    score: f64,
+    accepted: bool,
+    improved: bool,
+}
+
+/// Calls the objective with running step indices, keeps the best and the trace.
+struct Tracker<'a> {
+    objective: &'a mut dyn FnMut(usize, &ActivationPlan) -> Result<f64>,
+    on_step: &'a mut dyn FnMut(&SearchStep),
+    steps: Vec<SearchStep>,
+}
+
+impl Tracker<'_> {
+    /// Score `plan` at the next step index, let `accept` decide from its score, record it.
+    fn evaluate(
+        &mut self,
+        plan: &ActivationPlan,
+        accept: impl FnOnce(f64) -> bool,
+    ) -> Result<Evaluated> {
+        let step = self.steps.len();
+        let score = (self.objective)(step, plan)?;
+        if !score.is_finite() {
+            return Err(Error::Diverged(format!(
+                "search objective returned {score} for plan '{plan}' at step {step}; \
+                 return 0.0 for a failed candidate"
+            )));
+        }
+        let accepted = accept(score);
+        let improved = self.steps.last().is_none_or(|last| score > last.best_score);
+        let (best_score, best_plan) = match self.steps.last() {
+            Some(last) if !improved => (last.best_score, last.best_plan.clone()),
+            _ => (score, plan.clone()),
+        };
+        let rec = SearchStep {
+            step,
+            plan: plan.clone(),
+            score,
+            accepted,
+            best_score,
+            best_plan,
+        };
+        (self.on_step)(&rec);
+        self.steps.push(rec);
+        Ok(Evaluated {
+            score,
+            accepted,
+            improved,
+        })
+    }
+
+    fn finish(self) -> SearchResult {
+        let last = self
+            .steps
+            .last()
+            .expect("every search evaluates the start plan");
+        SearchResult {
+            best_plan: last.best_plan.clone(),
+            best_score: last.best_score,
+            steps: self.steps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
