@@ -171,6 +171,7 @@ fn diverging_candidates_are_recorded_as_failed() {
     let meta = CheckpointMeta {
         model: m.name().into(),
         num_classes: 10,
+        width: 1.0,
         plan: m.plan(),
         epoch: 0,
         valid_acc: None,

@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::augment::Augment;
 use crate::{Error, Result};
 
 /// Per-channel normalisation `(x / 255 - mean[c]) / std[c]` applied when batching.
@@ -41,6 +42,19 @@ impl Normalize {
     /// The usual Fashion-MNIST constants: mean 0.2860, std 0.3530.
     pub fn fashion_mnist() -> Self {
         Normalize::new(vec![0.2860], vec![0.3530])
+    }
+
+    /// The usual CIFAR-10 constants: mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435,
+    /// 0.2616), the per-channel statistics of the 50k training images.
+    pub fn cifar10() -> Self {
+        Normalize::new(vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616])
+    }
+
+    /// NAS-Bench-201's ImageNet-16 constants: mean (122.68, 116.66, 104.01) / 255, std
+    /// (63.22, 61.26, 65.09) / 255.
+    pub fn imagenet16() -> Self {
+        let s = |v: [f32; 3]| v.iter().map(|x| x / 255.0).collect();
+        Normalize::new(s([122.68, 116.66, 104.01]), s([63.22, 61.26, 65.09]))
     }
 
     /// Checks there is one finite mean and one positive finite std per channel.
@@ -83,7 +97,8 @@ impl Normalize {
 /// Images are raw bytes, `N x C x H x W`; the set is a list of indices into that storage,
 /// so [`take`](ImageSet::take), [`subset`](ImageSet::subset) and
 /// [`split`](ImageSet::split) copy no pixels. Positions `0..len()` used by the methods are
-/// positions in this set, not in the storage.
+/// positions in this set, not in the storage. Subsets keep the set's [`Augment`] setting,
+/// which [`batches`](ImageSet::batches) applies when shuffling.
 #[derive(Clone, Debug)]
 pub struct ImageSet {
     images: Arc<Vec<u8>>,
@@ -92,6 +107,7 @@ pub struct ImageSet {
     shape: [usize; 3],
     num_classes: usize,
     normalize: Normalize,
+    augment: Augment,
 }
 
 impl ImageSet {
@@ -132,6 +148,7 @@ impl ImageSet {
             shape,
             num_classes,
             normalize,
+            augment: Augment::None,
         })
     }
 
@@ -175,6 +192,19 @@ impl ImageSet {
             normalize,
             ..self.clone()
         })
+    }
+
+    /// The augmentation that [`batches`](ImageSet::batches) applies when shuffling.
+    pub fn augment(&self) -> Augment {
+        self.augment
+    }
+
+    /// The same images with another augmentation for shuffled batches (copies no pixels).
+    pub fn with_augment(&self, augment: Augment) -> Self {
+        ImageSet {
+            augment,
+            ..self.clone()
+        }
     }
 
     /// The storage indices of the set's images, in set order.
@@ -239,22 +269,25 @@ impl ImageSet {
     }
 
     /// The images at `positions` as normalised `f32` of shape `(b, c, h, w)` and their
-    /// labels as `u32` of shape `(b,)`, on `device`.
+    /// labels as `u32` of shape `(b,)`, on `device`; never augmented (for evaluation).
     pub fn batch(&self, positions: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
         let tables = self.normalize.tables();
-        self.batch_with(positions, &tables, device)
+        self.batch_with(positions, &tables, None, device)
     }
 
+    /// Like [`batch`](ImageSet::batch), augmenting each image with `rng` when given.
     fn batch_with(
         &self,
         positions: &[usize],
         tables: &[[f32; 256]],
+        mut rng: Option<&mut ChaCha8Rng>,
         device: &Device,
     ) -> Result<(Tensor, Tensor)> {
         let [c, h, w] = self.shape;
         let plane = h * w;
         let mut xs = Vec::with_capacity(positions.len() * c * plane);
         let mut ys = Vec::with_capacity(positions.len());
+        let mut scratch = vec![0u8; if rng.is_some() { c * plane } else { 0 }];
         for &p in positions {
             if p >= self.len() {
                 return Err(Error::Config(format!(
@@ -263,7 +296,11 @@ impl ImageSet {
                 )));
             }
             let k = self.indices[p];
-            let img = &self.images[k * c * plane..(k + 1) * c * plane];
+            let mut img = &self.images[k * c * plane..(k + 1) * c * plane];
+            if let Some(rng) = rng.as_deref_mut() {
+                self.augment.apply(img, self.shape, rng, &mut scratch);
+                img = &scratch;
+            }
             for (ch, table) in img.chunks_exact(plane).zip(tables) {
                 xs.extend(ch.iter().map(|&v| table[v as usize]));
             }
@@ -277,6 +314,12 @@ impl ImageSet {
 
     /// Iterates over the whole set in batches of `batch_size` (the last may be smaller):
     /// in a ChaCha8 permutation seeded by `shuffle_seed` when `Some`, in order when `None`.
+    ///
+    /// With `Some(seed)` and an [`augment`](ImageSet::augment) setting other than
+    /// [`Augment::None`], each image is augmented on the fly from a ChaCha8 generator
+    /// seeded by `seed` on stream `k + 1` for batch `k` (the shuffle uses stream 0): the
+    /// same seed gives the same augmented batches, whatever batches were skipped. With
+    /// `None` (evaluation) nothing is augmented.
     ///
     /// Panics when `batch_size` is 0.
     pub fn batches(
@@ -296,6 +339,7 @@ impl ImageSet {
             order,
             batch_size,
             next: 0,
+            augment_seed: shuffle_seed.filter(|_| !self.augment.is_none()),
             device: device.clone(),
         }
     }
@@ -311,6 +355,7 @@ pub struct Batches {
     order: Vec<usize>,
     batch_size: usize,
     next: usize,
+    augment_seed: Option<u64>,
     device: Device,
 }
 
@@ -335,8 +380,16 @@ impl Iterator for Batches {
         }
         let end = (self.next + self.batch_size).min(self.order.len());
         let pos = &self.order[self.next..end];
+        let mut rng = self.augment_seed.map(|seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream((self.next / self.batch_size) as u64 + 1);
+            rng
+        });
         self.next = end;
-        Some(self.set.batch_with(pos, &self.tables, &self.device))
+        Some(
+            self.set
+                .batch_with(pos, &self.tables, rng.as_mut(), &self.device),
+        )
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -521,6 +574,101 @@ mod tests {
             s.batch(&[0, 4], &Device::Cpu).unwrap().0.dims(),
             &[2, 1, 1, 1]
         );
+    }
+
+    fn epoch(set: &ImageSet, bs: usize, seed: Option<u64>) -> Vec<(Vec<f32>, Vec<u32>)> {
+        set.batches(bs, seed, &Device::Cpu)
+            .map(|b| {
+                let (x, y) = b.unwrap();
+                (
+                    x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    y.to_vec1::<u32>().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn augmented_batches_are_seeded_and_only_when_shuffling() {
+        let set = numbered(20, [3, 6, 6]);
+        let aug = set.with_augment(Augment::CropFlip { pad: 2 });
+        assert_eq!(aug.augment(), Augment::CropFlip { pad: 2 });
+        assert_eq!(set.augment(), Augment::None);
+        let a = epoch(&aug, 8, Some(3));
+        assert_eq!(
+            a,
+            epoch(&aug, 8, Some(3)),
+            "same seed, same augmented batches"
+        );
+        assert_ne!(a, epoch(&aug, 8, Some(4)));
+        let plain = epoch(&set, 8, Some(3));
+        // Same order and labels as without augmentation, some pixels differ.
+        assert_eq!(
+            a.iter().map(|b| b.1.clone()).collect::<Vec<_>>(),
+            plain.iter().map(|b| b.1.clone()).collect::<Vec<_>>()
+        );
+        assert_ne!(a, plain);
+        // Shapes are kept.
+        for b in aug.batches(8, Some(3), &Device::Cpu) {
+            assert_eq!(&b.unwrap().0.dims()[1..], &[3, 6, 6]);
+        }
+        // Each augmented image is a crop/flip of its own image (zeros from padding).
+        let (x, y) = &a[0];
+        for (i, &l) in y.iter().enumerate() {
+            let img = &x[i * 108..(i + 1) * 108];
+            let own: Vec<f32> = aug
+                .image(l as usize)
+                .iter()
+                .map(|&v| v as f32 / 255.0)
+                .collect();
+            let found = (0..=4).any(|dy| {
+                (0..=4).any(|dx| {
+                    [false, true].iter().any(|&flip| {
+                        let mut d = vec![0u8; 108];
+                        crate::data::augment::crop_flip(
+                            aug.image(l as usize),
+                            [3, 6, 6],
+                            2,
+                            (dy, dx),
+                            flip,
+                            &mut d,
+                        );
+                        d.iter().zip(img).all(|(&p, &q)| p as f32 / 255.0 == q)
+                    })
+                })
+            });
+            assert!(found, "image {i} is no crop/flip of {own:?}");
+        }
+        // Batch k's augmentation does not depend on the batches before it.
+        let mut it = aug.batches(8, Some(3), &Device::Cpu);
+        it.next();
+        let second = it.next().unwrap().unwrap().0.flatten_all().unwrap();
+        assert_eq!(second.to_vec1::<f32>().unwrap(), a[1].0);
+        // No shuffle seed (evaluation) and batch(): never augmented; subsets keep it.
+        assert_eq!(epoch(&aug, 8, None), epoch(&set, 8, None));
+        let (xa, _) = aug.batch(&[0, 1], &Device::Cpu).unwrap();
+        let (xs, _) = set.batch(&[0, 1], &Device::Cpu).unwrap();
+        assert_eq!(
+            xa.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            xs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(aug.take(5).augment(), aug.augment());
+        assert_eq!(aug.split(5, 0).unwrap().0.augment(), aug.augment());
+        assert_eq!(aug.subset(1, 5).augment(), aug.augment());
+    }
+
+    #[test]
+    fn dataset_constants() {
+        let c = Normalize::cifar10();
+        assert_eq!(c.mean, vec![0.4914, 0.4822, 0.4465]);
+        assert_eq!(c.std, vec![0.2470, 0.2435, 0.2616]);
+        let i = Normalize::imagenet16();
+        let want_mean = [0.481_098, 0.457_490, 0.407_882];
+        let want_std = [0.247_922, 0.240_235, 0.255_255];
+        for k in 0..3 {
+            assert!((i.mean[k] - want_mean[k]).abs() < 1e-5, "{:?}", i.mean);
+            assert!((i.std[k] - want_std[k]).abs() < 1e-5, "{:?}", i.std);
+        }
     }
 
     #[test]

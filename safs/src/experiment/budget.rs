@@ -68,6 +68,13 @@ pub struct Budget {
     pub search_train_subset: Option<usize>,
     /// Batches per epoch cap for every training (all when absent).
     pub max_batches: Option<usize>,
+    /// Channel width multiplier of the model (1.0 = the paper's widths).
+    #[serde(default = "full_width")]
+    pub model_width: f64,
+}
+
+fn full_width() -> f64 {
+    1.0
 }
 
 impl Budget {
@@ -85,6 +92,7 @@ impl Budget {
                 search_epochs: 1,
                 search_train_subset: Some(1_000),
                 max_batches: None,
+                model_width: 1.0,
             },
             BudgetPreset::Cpu => Budget {
                 train_subset: None,
@@ -97,6 +105,7 @@ impl Budget {
                 search_epochs: 2,
                 search_train_subset: Some(10_000),
                 max_batches: None,
+                model_width: 1.0,
             },
             BudgetPreset::Paper => Budget {
                 train_subset: None,
@@ -109,6 +118,7 @@ impl Budget {
                 search_epochs: 10,
                 search_train_subset: None,
                 max_batches: None,
+                model_width: 1.0,
             },
         }
     }
@@ -141,6 +151,12 @@ impl Budget {
                 )));
             }
         }
+        if !(self.model_width > 0.0 && self.model_width <= 4.0) {
+            return Err(Error::Config(format!(
+                "budget: model_width {} must be in (0, 4]",
+                self.model_width
+            )));
+        }
         Ok(())
     }
 }
@@ -169,6 +185,8 @@ pub struct BudgetOverrides {
     pub search_train_subset: Option<usize>,
     /// See [`Budget::max_batches`].
     pub max_batches: Option<usize>,
+    /// See [`Budget::model_width`].
+    pub model_width: Option<f64>,
 }
 
 impl BudgetOverrides {
@@ -192,9 +210,37 @@ impl BudgetOverrides {
             finetune_epochs,
             search_steps,
             hpo_trials,
-            search_epochs
+            search_epochs,
+            model_width
         );
         b
+    }
+}
+
+/// Per-preset overrides: the `[budgets.smoke]`, `[budgets.cpu]`, `[budgets.paper]` tables.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    /// Changes to the smoke preset.
+    #[serde(default)]
+    pub smoke: BudgetOverrides,
+    /// Changes to the cpu preset.
+    #[serde(default)]
+    pub cpu: BudgetOverrides,
+    /// Changes to the paper preset.
+    #[serde(default)]
+    pub paper: BudgetOverrides,
+}
+
+impl Budgets {
+    /// The preset's values with this file's changes to that preset.
+    pub fn resolve(&self, preset: BudgetPreset) -> Budget {
+        let o = match preset {
+            BudgetPreset::Smoke => &self.smoke,
+            BudgetPreset::Cpu => &self.cpu,
+            BudgetPreset::Paper => &self.paper,
+        };
+        o.apply(Budget::preset(preset))
     }
 }
 
@@ -210,10 +256,25 @@ mod tests {
         }
         let paper = Budget::preset(BudgetPreset::Paper);
         assert_eq!((paper.search_steps, paper.hpo_trials), (20, 20));
-        let o: BudgetOverrides = toml::from_str("dense_epochs = 3\nmax_batches = 5").unwrap();
-        let b = o.apply(Budget::preset(BudgetPreset::Cpu));
-        assert_eq!((b.dense_epochs, b.max_batches), (3, Some(5)));
+        let o: Budgets =
+            toml::from_str("[cpu]\ndense_epochs = 3\nmax_batches = 5\nmodel_width = 0.25").unwrap();
+        let b = o.resolve(BudgetPreset::Cpu);
+        assert_eq!(
+            (b.dense_epochs, b.max_batches, b.model_width),
+            (3, Some(5), 0.25)
+        );
+        assert_eq!(
+            o.resolve(BudgetPreset::Paper),
+            Budget::preset(BudgetPreset::Paper)
+        );
         assert!(toml::from_str::<BudgetOverrides>("dense_epoch = 3").is_err());
+        let mut wide = Budget::preset(BudgetPreset::Cpu);
+        wide.model_width = 0.0;
+        assert!(wide
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("model_width"));
         let mut bad = Budget::preset(BudgetPreset::Smoke);
         bad.hpo_trials = 0;
         assert!(bad

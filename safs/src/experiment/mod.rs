@@ -8,7 +8,7 @@ mod pipeline;
 pub mod record;
 mod run_dir;
 
-pub use budget::{Budget, BudgetOverrides, BudgetPreset};
+pub use budget::{Budget, BudgetOverrides, BudgetPreset, Budgets};
 pub use config::{Arm, ExperimentConfig, PruneConfig};
 pub use events::ExperimentEvent;
 pub use pipeline::{Experiment, ExperimentObserver};

@@ -15,7 +15,7 @@ use super::{
     Stage,
 };
 use crate::activation::{ActivationPlan, Op};
-use crate::data::{load_mnist, mnist_dir, ImageSet, Splits};
+use crate::data::{ImageSet, Splits};
 use crate::hpo::{run_hpo, safs_space, train_config_from, Config};
 use crate::model::Network;
 use crate::prune::Masks;
@@ -58,12 +58,7 @@ impl Experiment {
         cfg.validate()?;
         let budget = cfg.resolved_budget();
         let dir = RunDir::open(run_dir, &cfg)?;
-        let splits = load_mnist(
-            &mnist_dir(data_root, cfg.dataset),
-            cfg.dataset,
-            cfg.valid_size,
-            cfg.seed,
-        )?;
+        let splits = cfg.dataset.load(data_root, cfg.valid_size, cfg.seed)?;
         let cut = |set: &ImageSet, n: Option<usize>| match n {
             Some(n) if n < set.len() => set.take(n),
             _ => set.clone(),
@@ -154,9 +149,12 @@ impl Experiment {
     }
 
     fn fresh_model(&self) -> Result<Box<dyn Network>> {
-        self.cfg
-            .model
-            .build(self.data.train.num_classes(), self.cfg.seed, &self.device)
+        self.cfg.model.build_scaled(
+            self.data.train.num_classes(),
+            self.budget.model_width,
+            self.cfg.seed,
+            &self.device,
+        )
     }
 
     /// The dense hyperparameters with another epoch count and the budget's batch cap.
@@ -179,6 +177,7 @@ impl Experiment {
         CheckpointMeta {
             model: model.name().to_string(),
             num_classes: self.data.train.num_classes(),
+            width: self.budget.model_width,
             plan: model.plan(),
             epoch,
             valid_acc: valid,

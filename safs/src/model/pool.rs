@@ -20,6 +20,12 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     Ok(y)
 }
 
+/// Global average pooling of an (N, C, H, W) tensor to (N, C): the mean over H and W.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok(x.reshape((n, c, h * w))?.mean(2)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +81,18 @@ mod tests {
         assert_eq!(diff, 0.0);
         assert_eq!(ours.dims(), &[2, 4, 4, 4]);
         assert_eq!(ours.dtype(), DType::F32);
+        Ok(())
+    }
+
+    #[test]
+    fn global_avg_pool_is_the_spatial_mean() -> Result<()> {
+        let vals: Vec<f64> = (0..2 * 3 * 2 * 2).map(|i| i as f64).collect();
+        let x = Tensor::from_vec(vals, (2, 3, 2, 2), &Device::Cpu)?;
+        let y = global_avg_pool(&x)?;
+        assert_eq!(y.dims(), &[2, 3]);
+        let got: Vec<Vec<f64>> = y.to_vec2()?;
+        assert_eq!(got[0], [1.5, 5.5, 9.5]);
+        assert_eq!(got[1], [13.5, 17.5, 21.5]);
         Ok(())
     }
 

@@ -23,6 +23,9 @@ pub struct CheckpointMeta {
     pub model: String,
     /// Number of output classes.
     pub num_classes: usize,
+    /// Channel width multiplier the model was built with (1.0 = full width).
+    #[serde(default = "full_width")]
+    pub width: f64,
     /// The operator of every activation slot.
     pub plan: ActivationPlan,
     /// Epochs trained so far in the run that wrote it.
@@ -34,6 +37,10 @@ pub struct CheckpointMeta {
     pub note: String,
     /// Version of `safs` that wrote it.
     pub safs_version: String,
+}
+
+fn full_width() -> f64 {
+    1.0
 }
 
 /// The metadata file that goes with a checkpoint's tensors.
@@ -167,6 +174,7 @@ mod tests {
         CheckpointMeta {
             model: m.name().into(),
             num_classes: 10,
+            width: 1.0,
             plan: m.plan(),
             epoch: 3,
             valid_acc: Some(97.5),

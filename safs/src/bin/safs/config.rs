@@ -5,16 +5,16 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use safs::data::{load_mnist, MnistKind, Splits, MNIST_VALID};
+use safs::data::{DatasetKind, Splits};
 use safs::model::ModelKind;
 use safs::train::TrainConfig;
 
-fn default_seed() -> u64 {
-    0
+fn full_width() -> f64 {
+    1.0
 }
 
-fn default_valid() -> usize {
-    MNIST_VALID
+fn default_seed() -> u64 {
+    0
 }
 
 /// A training job: model, data, seed and hyperparameters.
@@ -24,16 +24,19 @@ pub struct JobFile {
     /// Which network.
     pub model: ModelKind,
     /// Which dataset.
-    pub dataset: MnistKind,
+    pub dataset: DatasetKind,
     /// One seed for weights, data split and order.
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// Images held out of the training files for validation.
-    #[serde(default = "default_valid")]
-    pub valid_size: usize,
+    #[serde(default)]
+    pub valid_size: Option<usize>,
     /// Use only the first N training images (quick runs); all when absent.
     #[serde(default)]
     pub train_subset: Option<usize>,
+    /// Channel width multiplier (1.0 = the paper's widths).
+    #[serde(default = "full_width")]
+    pub model_width: f64,
     /// Hyperparameters.
     pub train: TrainConfig,
 }
@@ -51,13 +54,14 @@ impl JobFile {
 
     /// Loads the dataset splits this job names.
     pub fn load_data(&self, data_root: &Path) -> anyhow::Result<Splits> {
-        let dir = safs::data::mnist_dir(data_root, self.dataset);
-        let mut splits =
-            load_mnist(&dir, self.dataset, self.valid_size, self.seed).with_context(|| {
+        let mut splits = self
+            .dataset
+            .load(data_root, self.valid_size, self.seed)
+            .with_context(|| {
                 format!(
-                    "cannot load {:?} from {} (get it with `safs data fetch`)",
+                    "cannot load {} from {} (see `safs data fetch --help`)",
                     self.dataset,
-                    dir.display()
+                    data_root.display()
                 )
             })?;
         if let Some(n) = self.train_subset {

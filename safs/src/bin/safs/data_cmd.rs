@@ -3,12 +3,14 @@
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
-use safs::data::{default_data_dir, fetch_mnist, MnistKind, Source};
+use safs::data::{default_data_dir, fetch_cifar10, fetch_mnist, MnistKind, Source};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DatasetArg {
     Mnist,
     FashionMnist,
+    /// CIFAR-10, binary version (web only).
+    Cifar10,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -48,6 +50,12 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             let kind = match dataset {
                 DatasetArg::Mnist => MnistKind::Mnist,
                 DatasetArg::FashionMnist => MnistKind::FashionMnist,
+                DatasetArg::Cifar10 => {
+                    let dir = fetch_cifar10(&root)
+                        .with_context(|| format!("fetching CIFAR-10 into {}", root.display()))?;
+                    println!("cifar10 ready in {}", dir.display());
+                    return Ok(());
+                }
             };
             let source = match source {
                 SourceArg::Web => Source::Web,

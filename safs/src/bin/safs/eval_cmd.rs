@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::ValueEnum;
 
-use safs::data::{default_data_dir, load_mnist, mnist_dir, MnistKind, MNIST_VALID};
+use safs::data::{default_data_dir, DatasetKind};
 use safs::model::ModelKind;
 use safs::train::{evaluate, load_checkpoint, read_meta};
 
@@ -28,7 +28,7 @@ pub struct EvalArgs {
     /// Which split.
     #[arg(long, value_enum, default_value = "test")]
     split: SplitArg,
-    /// Seed of the train/validation split (for --split valid).
+    /// Seed of the train/validation split (for --split valid; default validation size).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[command(flatten)]
@@ -37,20 +37,14 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let device = safs::device::parse_device(&a.common.device)?;
-    let kind: MnistKind = serde_json::from_value(serde_json::Value::String(a.dataset.clone()))
-        .with_context(|| {
-            format!(
-                "unknown dataset '{}'; valid: mnist, fashion-mnist",
-                a.dataset
-            )
-        })?;
+    let kind: DatasetKind = a.dataset.parse()?;
     let meta = read_meta(&a.checkpoint)?;
     let model_kind: ModelKind = meta.model.parse()?;
-    let mut model = model_kind.build(meta.num_classes, 0, &device)?;
+    let mut model = model_kind.build_scaled(meta.num_classes, meta.width, 0, &device)?;
     load_checkpoint(&a.checkpoint, model.as_mut(), &device)
         .with_context(|| format!("loading {}", a.checkpoint.display()))?;
     let root = a.common.data_dir.clone().unwrap_or_else(default_data_dir);
-    let splits = load_mnist(&mnist_dir(&root, kind), kind, MNIST_VALID, a.seed)?;
+    let splits = kind.load(&root, None, a.seed)?;
     let set = match a.split {
         SplitArg::Valid => &splits.valid,
         SplitArg::Test => &splits.test,

@@ -32,7 +32,7 @@ pub fn run(a: PruneArgs) -> anyhow::Result<()> {
     let device = safs::device::parse_device(&a.common.device)?;
     let meta = read_meta(&a.checkpoint)?;
     let kind: ModelKind = meta.model.parse()?;
-    let mut model = kind.build(meta.num_classes, 0, &device)?;
+    let mut model = kind.build_scaled(meta.num_classes, meta.width, 0, &device)?;
     load_checkpoint(&a.checkpoint, model.as_mut(), &device)
         .with_context(|| format!("loading {}", a.checkpoint.display()))?;
     let masks = a.method.masks(model.as_ref(), a.rate)?;

@@ -70,7 +70,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let splits = job.load_data(&root)?;
     let classes = splits.train.num_classes();
 
-    let mut model = job.model.build(classes, job.seed, &device)?;
+    let mut model = job
+        .model
+        .build_scaled(classes, job.model_width, job.seed, &device)?;
     let mut masks = None;
     let mut note = "dense".to_string();
     if let Some(from) = &a.from {
@@ -94,6 +96,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             let meta = CheckpointMeta {
                 model: m.name().to_string(),
                 num_classes: classes,
+                width: job.model_width,
                 plan: m.plan(),
                 epoch: s.epoch + 1,
                 valid_acc: s.valid.map(|v| v.top1),
