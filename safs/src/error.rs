@@ -41,6 +41,10 @@ pub enum Error {
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),
 
+    /// A chart could not be drawn.
+    #[error("plot: {0}")]
+    Plot(String),
+
     /// A dataset could not be fetched.
     #[error("fetch failed: {0}")]
     Fetch(String),

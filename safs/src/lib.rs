@@ -11,6 +11,7 @@ pub mod error;
 pub mod experiment;
 pub mod hpo;
 pub mod model;
+pub mod plot;
 pub mod prune;
 pub mod report;
 pub mod search;
