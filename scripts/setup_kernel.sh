@@ -10,7 +10,7 @@ cache="${EVCXR_TMPDIR:-/var/tmp/safs-evcxr-$(id -un)}"
 
 if ! command -v evcxr_jupyter >/dev/null; then
   echo "installing evcxr_jupyter (about 20 minutes on 2 cores)..."
-  cargo install --locked evcxr_jupyter
+  env -u CARGO_TARGET_DIR cargo install --locked evcxr_jupyter
 fi
 rustup component add rust-src >/dev/null 2>&1 || true   # evcxr's type inference
 python3 -m pip install -q nbclient nbformat jupyter_client

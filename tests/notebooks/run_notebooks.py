@@ -80,6 +80,8 @@ def main():
     paths = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SAFS_BUDGET", "smoke")
+    # evcxr runs cargo in its own build folder and loads the result from there.
+    os.environ.pop("CARGO_TARGET_DIR", None)
     failed = 0
     for p in paths:
         seconds, problems = run(p.resolve(), args.out, args.inplace, args.timeout)
