@@ -1,8 +1,9 @@
-//! Shared helpers of the end-to-end tests: real data, temporary run folders.
+//! Shared helpers of the end-to-end tests: real data, stand-in data, temporary run folders.
 
 use std::path::{Path, PathBuf};
 
-use safs::data::{default_data_dir, mnist_dir, verify_mnist, MnistKind};
+use safs::data::standin::{write_cifar10_standin, write_imagenet16_standin};
+use safs::data::{default_data_dir, mnist_dir, verify_mnist, DatasetKind, MnistKind};
 
 /// The data root holding real, MD5-verified MNIST; panics with how to get it otherwise.
 pub fn mnist_root() -> PathBuf {
@@ -28,4 +29,33 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 /// The repository's `experiments/` folder.
 pub fn experiments_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments")
+}
+
+/// Training images of a stand-in written by [`standin_root`] beyond the validation images.
+pub const STANDIN_TRAIN: usize = 512;
+
+/// Test images of a stand-in written by [`standin_root`].
+pub const STANDIN_TEST: usize = 256;
+
+/// A fresh data root holding labelled stand-in files for `kind` (CIFAR-10 or ImageNet-16,
+/// which cannot be downloaded here), with `valid_size` + [`STANDIN_TRAIN`] training images
+/// and [`STANDIN_TEST`] test images; panics for the MNIST kinds (use [`mnist_root`]).
+pub fn standin_root(tag: &str, kind: DatasetKind, valid_size: usize) -> PathBuf {
+    let root = temp_dir(&format!("{tag}-data"));
+    let train = valid_size + STANDIN_TRAIN;
+    match kind {
+        DatasetKind::Cifar10 => {
+            write_cifar10_standin(&root, train.div_ceil(5), STANDIN_TEST, 0)
+                .expect("stand-in CIFAR-10");
+        }
+        DatasetKind::ImageNet16 | DatasetKind::ImageNet16_120 => {
+            let classes = kind.num_classes();
+            write_imagenet16_standin(&root, train.div_ceil(10), STANDIN_TEST, classes, 0)
+                .expect("stand-in ImageNet-16");
+        }
+        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            panic!("{kind}: the real data is available, see mnist_root()")
+        }
+    }
+    root
 }

@@ -353,7 +353,7 @@ fn fetch_cifar10_from(url: &str, md5: &str, dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::data::fetch::hex;
-    use crate::data::pickle::write::{dumps, Py, Style};
+    use crate::data::pickle_write::{dumps, Py, Style};
     use crate::data::tar::tests::{end, entry, gzip};
     use crate::data::test_util::TempDir;
     use candle_core::Device;

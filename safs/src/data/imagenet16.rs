@@ -333,7 +333,7 @@ pub fn load_imagenet16(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::pickle::write::{dumps, Py, Style};
+    use crate::data::pickle_write::{dumps, Py, Style};
     use crate::data::test_util::TempDir;
     use candle_core::{Device, Tensor};
 

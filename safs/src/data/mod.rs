@@ -7,6 +7,9 @@
 //! * [`cifar10`]: CIFAR-10, binary or python version, and its download.
 //! * [`imagenet16`]: ImageNet-16 (all 1000 classes or NAS-Bench-201's first 120).
 //! * [`pickle`]: a strict reader of the Python pickles those data sets come in.
+//! * [`pickle_write`]: a writer of such pickles, byte for byte as Python writes them.
+//! * [`standin`]: labelled stand-in CIFAR-10 / ImageNet-16 files in the original formats,
+//!   for machines without the real data (synthetic images, not the real data sets).
 //! * [`tar`]: a minimal tar(.gz) reader for the CIFAR-10 tarball.
 //! * [`dataset`]: [`ImageSet`], shared `u8` storage with cheap subsets, normalised batches.
 //! * [`augment`]: random crop with zero padding and horizontal flip, applied per batch.
@@ -48,6 +51,8 @@ pub mod idx;
 pub mod imagenet16;
 pub mod mnist;
 pub mod pickle;
+pub mod pickle_write;
+pub mod standin;
 pub mod tar;
 
 use std::fmt;

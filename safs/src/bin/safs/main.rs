@@ -35,7 +35,7 @@ pub struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Get datasets onto this machine (with MD5 checks).
+    /// Get datasets onto this machine (with MD5 checks), or write labelled stand-ins.
     Data {
         #[command(subcommand)]
         command: data_cmd::DataCommand,

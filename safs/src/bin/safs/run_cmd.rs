@@ -42,6 +42,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("runs").join(cfg.run_name()));
     let device = safs::device::parse_device(&a.common.device)?;
     let root = a.common.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data = root.join(cfg.dataset.dir_name());
+    if safs::data::standin::is_standin(&data) {
+        eprintln!(
+            "warning: {} holds STAND-IN data (synthetic images, see its {}): the accuracies \
+             of this run say nothing about {}",
+            data.display(),
+            safs::data::standin::STANDIN_FILE,
+            cfg.dataset
+        );
+    }
     let started = std::time::Instant::now();
     let mut exp = Experiment::new(cfg.clone(), &out, &root, device)
         .with_context(|| format!("starting {} in {}", a.config.display(), out.display()))?;
