@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod experiment;
 pub mod hpo;
+pub mod kernels;
 pub mod model;
 pub mod plot;
 pub mod prune;

@@ -140,10 +140,10 @@ impl Op {
     /// Applies the operator elementwise (any float dtype, shape and device; differentiable).
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Op::Relu => x.relu(),
+            Op::Relu => crate::kernels::relu(x).map_err(candle_error),
             Op::Relu6 => relu6(x),
             Op::Hardswish => x.mul(&relu6(&x.affine(1.0, 3.0)?)?)?.affine(1.0 / 6.0, 0.0),
-            Op::Swish => x.silu(),
+            Op::Swish => crate::kernels::silu(x).map_err(candle_error),
             Op::Tanhsoft1 => x.affine(TANHSOFT1_A, 0.0)?.tanh()?.mul(&softplus(x)?),
             Op::Acon => {
                 // (p1-p2) x sigmoid(beta (p1-p2) x) = silu(beta (p1-p2) x) / beta.
@@ -268,6 +268,14 @@ impl FromStr for Op {
 }
 
 // ---------------------------------------------------------------- tensor helpers
+
+/// A kernel's error as Candle's, for `Op::apply`'s Candle-style signature.
+fn candle_error(e: Error) -> candle_core::Error {
+    match e {
+        Error::Candle(e) => e,
+        other => candle_core::Error::Msg(other.to_string()),
+    }
+}
 
 fn relu6(x: &Tensor) -> Result<Tensor> {
     x.relu()?.minimum(6.0)

@@ -8,6 +8,7 @@ use candle_core::{Tensor, Var};
 
 use super::layers::expand_channels;
 use super::{Init, Param, ParamKind};
+use crate::kernels;
 use crate::{Error, Result};
 
 /// PyTorch's default momentum of the running statistics.
@@ -73,31 +74,12 @@ impl BatchNorm2d {
             let shift = beta.sub(&self.running_mean.as_detached_tensor().mul(&scale)?)?;
             return Ok(x.mul(&expand(&scale)?)?.add(&expand(&shift)?)?);
         }
-        let m = n * h * w;
-        if m < 2 {
-            return Err(Error::Config(format!(
-                "{}: training-mode batch norm needs more than one value per channel, got input of shape {:?}",
-                self.name,
-                x.dims()
-            )));
-        }
-        // Per-channel means (C,): reduce the contiguous H*W axis first (Candle's fast path), then N.
-        let channel_mean = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.reshape((n, c, h * w))?
-                .sum(2)?
-                .sum(0)?
-                .affine(1.0 / m as f64, 0.0)?)
-        };
-        let mean = channel_mean(x)?;
-        let centred = x.sub(&expand(&mean)?)?;
-        let var = channel_mean(&centred.sqr()?)?; // biased, as PyTorch normalises
-        let inv_std = var.affine(1.0, BN_EPS)?.sqrt()?.recip()?;
-        let y = centred
-            .mul(&expand(&inv_std.mul(gamma)?)?)?
-            .add(&expand(beta)?)?;
+        let (y, stats) = kernels::batch_norm_train(x, gamma, beta, BN_EPS)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.name)))?;
+        let m = stats.count;
+        let (mean_d, var) = (stats.mean, stats.var);
         // Running statistics: detached, unbiased variance (PyTorch).
-        let mean_d = mean.detach();
-        let var_unbiased = var.detach().affine(m as f64 / (m - 1) as f64, 0.0)?;
+        let var_unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
         let new_mean = self
             .running_mean
             .as_detached_tensor()

@@ -3,6 +3,7 @@
 use candle_core::{Tensor, Var};
 
 use super::{Init, Param, ParamKind};
+use crate::kernels;
 use crate::Result;
 
 /// A 2-D convolution with bias, PyTorch's `nn.Conv2d` semantics.
@@ -50,16 +51,18 @@ impl Conv2d {
     /// Applies the convolution to an (N, C, H, W) batch.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight.as_tensor();
-        let y = if self.groups > 1 && w.dim(1)? == 1 && w.dim(0)? == self.groups {
-            depthwise_conv2d(x, w, self.stride, self.padding)?
+        let bias = self.bias.as_ref().map(|b| b.as_tensor());
+        let (s, p, g) = (self.stride, self.padding, self.groups);
+        if let Some(y) = kernels::sparse::try_conv2d(x, w, bias, s, p, g)? {
+            return Ok(y);
+        }
+        let y = if g > 1 && w.dim(1)? == 1 && w.dim(0)? == g {
+            kernels::depthwise_conv2d(x, w, s, p)?
         } else {
-            x.conv2d(w, self.padding, self.stride, 1, self.groups)?
+            kernels::conv2d(x, w, s, p, g)?
         };
-        match &self.bias {
-            Some(b) => {
-                let (n, _, h, w) = y.dims4()?;
-                Ok(y.add(&expand_channels(b.as_tensor(), n, h, w)?)?)
-            }
+        match bias {
+            Some(b) => kernels::add_channel_bias(&y, b),
             None => Ok(y),
         }
     }
@@ -94,69 +97,6 @@ pub fn expand_channels(v: &Tensor, n: usize, h: usize, w: usize) -> Result<Tenso
     Ok(full.reshape((n, c, h, w))?)
 }
 
-/// Depthwise convolution (groups = channels, one filter per channel) of an (N, C, H, W)
-/// batch with a (C, 1, k, k) weight, as a sum of k*k shifted, channel-scaled views.
-///
-/// Same result as `conv2d` with `groups = C`, which Candle runs as C separate convolutions
-/// (very slow on the CPU); this form is differentiable with ordinary tensor ops.
-pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let (n, c, h, wd) = x.dims4()?;
-    let (wc, one, kh, kw) = w.dims4()?;
-    if wc != c || one != 1 || stride == 0 || h + 2 * padding < kh || wd + 2 * padding < kw {
-        return Err(crate::Error::Config(format!(
-            "depthwise_conv2d: input {:?}, weight {:?}, stride {stride}, padding {padding}",
-            x.dims(),
-            w.dims()
-        )));
-    }
-    let s = stride;
-    let (ho, wo) = (
-        (h + 2 * padding - kh) / s + 1,
-        (wd + 2 * padding - kw) / s + 1,
-    );
-    // Pad to a multiple of the stride and split into s*s phases, so that tap (i, j) reads
-    // phase (i % s, j % s) at offset (i / s, j / s) with unit stride.
-    let (lh, lw) = (
-        (h + 2 * padding).div_ceil(s) * s,
-        (wd + 2 * padding).div_ceil(s) * s,
-    );
-    let xp = x
-        .pad_with_zeros(2, padding, lh - h - padding)?
-        .pad_with_zeros(3, padding, lw - wd - padding)?;
-    let phases: Vec<Vec<Tensor>> = if s == 1 {
-        vec![vec![xp]]
-    } else {
-        let split = xp.reshape((n, c, lh / s, s, lw / s, s))?;
-        (0..s)
-            .map(|a| {
-                (0..s)
-                    .map(|b| {
-                        split
-                            .narrow(3, a, 1)?
-                            .narrow(5, b, 1)?
-                            .reshape((n, c, lh / s, lw / s))
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?
-    };
-    let mut acc: Option<Tensor> = None;
-    for i in 0..kh {
-        for j in 0..kw {
-            let patch = phases[i % s][j % s]
-                .narrow(2, i / s, ho)?
-                .narrow(3, j / s, wo)?;
-            let tap = w.narrow(2, i, 1)?.narrow(3, j, 1)?;
-            let term = patch.mul(&expand_channels(&tap, n, ho, wo)?)?;
-            acc = Some(match acc {
-                None => term,
-                Some(a) => a.add(&term)?,
-            });
-        }
-    }
-    Ok(acc.expect("kernel has at least one tap"))
-}
-
 /// A fully connected layer, PyTorch's `nn.Linear` semantics (y = x W^T + b).
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -177,6 +117,10 @@ impl Linear {
 
     /// Applies the layer to an (N, fin) batch.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+        if let Some(y) = kernels::sparse::try_linear(x, w, b)? {
+            return Ok(y);
+        }
         let y = x.matmul(&self.weight.as_tensor().t()?)?;
         Ok(y.broadcast_add(self.bias.as_tensor())?)
     }
@@ -228,33 +172,6 @@ mod tests {
                     .sum_all()?)
             };
             check_grad("expand_channels", &loss, &v, 3)?;
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn depthwise_matches_grouped_conv() -> Result<()> {
-        for (h, w, k, stride, padding) in [
-            (5, 5, 3, 1, 1),
-            (4, 6, 3, 2, 1),
-            (5, 7, 3, 2, 1),
-            (1, 1, 3, 2, 1),
-            (2, 2, 3, 2, 1),
-            (6, 6, 5, 2, 2),
-            (7, 5, 3, 3, 0),
-            (4, 4, 1, 1, 0),
-        ] {
-            let x = pseudo_random(&[2, 3, h, w], 1)?;
-            let wt = pseudo_random(&[3, 1, k, k], 2)?;
-            let ours = depthwise_conv2d(&x, &wt, stride, padding)?;
-            let stock = x.conv2d(&wt, padding, stride, 1, 3)?;
-            assert_eq!(
-                ours.dims(),
-                stock.dims(),
-                "{h}x{w} k{k} s{stride} p{padding}"
-            );
-            let d: f64 = ours.sub(&stock)?.abs()?.max_all()?.to_scalar()?;
-            assert!(d < 1e-12, "{h}x{w} k{k} s{stride} p{padding}: {d}");
         }
         Ok(())
     }

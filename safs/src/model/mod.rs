@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::activation::{Activation, ActivationPlan, Op};
 use crate::{Error, Result};
 
+pub use crate::kernels::depthwise_conv2d;
 pub use batchnorm::{BatchNorm2d, BN_EPS, BN_MOMENTUM};
 pub use efficientnet::{EfficientNetB0, EFFICIENTNET_B0_CFG};
 pub use init::Init;
-pub use layers::{depthwise_conv2d, expand_channels, Conv2d, Linear};
+pub use layers::{expand_channels, Conv2d, Linear};
 pub use lenet5::LeNet5;
 pub use pool::{global_avg_pool, max_pool2d};
 pub use resnet::ResNet18;

@@ -80,6 +80,20 @@ pub fn evaluate(
     })
 }
 
+/// [`evaluate`] with sparse inference: layers whose weights are at least `min_sparsity` zeros
+/// skip them ([`crate::kernels::sparse`]); same logits as the dense path within rounding.
+pub fn evaluate_sparse(
+    model: &dyn Network,
+    set: &ImageSet,
+    batch_size: usize,
+    device: &Device,
+    min_sparsity: f64,
+) -> Result<Metrics> {
+    crate::kernels::sparse::with_sparse_inference(min_sparsity, || {
+        evaluate(model, set, batch_size, device)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

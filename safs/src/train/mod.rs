@@ -11,7 +11,7 @@ pub mod schedule;
 
 pub use checkpoint::{load_checkpoint, read_meta, save_checkpoint, CheckpointMeta};
 pub use config::TrainConfig;
-pub use eval::{correct_counts, evaluate, Metrics};
+pub use eval::{correct_counts, evaluate, evaluate_sparse, Metrics};
 pub use events::{EpochSummary, TrainEvent};
 pub use fit::{fit, FitReport, Observer};
 pub use optim::{Optimizer, OptimizerConfig};

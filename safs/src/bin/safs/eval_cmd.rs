@@ -7,7 +7,7 @@ use clap::ValueEnum;
 
 use safs::data::{default_data_dir, DatasetKind};
 use safs::model::ModelKind;
-use safs::train::{evaluate, load_checkpoint, read_meta};
+use safs::train::{evaluate, evaluate_sparse, load_checkpoint, read_meta};
 
 use crate::Common;
 
@@ -31,6 +31,12 @@ pub struct EvalArgs {
     /// Seed of the train/validation split (for --split valid; default validation size).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Skip the zeros of pruned layers (those at least --min-sparsity zeros); CPU, f32 only.
+    #[arg(long)]
+    sparse: bool,
+    /// Fraction of zeros from which --sparse compresses a layer.
+    #[arg(long, default_value_t = safs::kernels::sparse::DEFAULT_MIN_SPARSITY)]
+    min_sparsity: f64,
     #[command(flatten)]
     common: Common,
 }
@@ -49,16 +55,26 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         SplitArg::Valid => &splits.valid,
         SplitArg::Test => &splits.test,
     };
-    let m = evaluate(model.as_ref(), set, 1000, &device)?;
+    if !(0.0..=1.0).contains(&a.min_sparsity) {
+        anyhow::bail!("--min-sparsity must be in [0, 1], got {}", a.min_sparsity);
+    }
+    let started = std::time::Instant::now();
+    let m = if a.sparse {
+        evaluate_sparse(model.as_ref(), set, 1000, &device, a.min_sparsity)?
+    } else {
+        evaluate(model.as_ref(), set, 1000, &device)?
+    };
+    let secs = started.elapsed().as_secs_f64();
     println!(
-        "result: checkpoint={} plan={} split={:?} top1={:.2} top5={:.2} loss={:.4} n={}",
+        "result: checkpoint={} plan={} split={:?} top1={:.2} top5={:.2} loss={:.4} n={} path={} seconds={secs:.2}",
         a.checkpoint.display(),
         meta.plan,
         a.split,
         m.top1,
         m.top5,
         m.loss,
-        m.n
+        m.n,
+        if a.sparse { "sparse" } else { "dense" }
     );
     Ok(())
 }

@@ -1,0 +1,329 @@
+//! Training-mode BatchNorm, forward and backward each fused into two passes over the batch.
+//!
+//! Forward: per-channel mean and biased variance (f64 accumulators, two-pass), then
+//! `y = x * gamma / sqrt(var + eps) + (beta - mean * gamma / sqrt(var + eps))`. Backward, with
+//! xhat the normalised input and m = N*H*W values per channel:
+//! `dx = gamma / sqrt(var + eps) / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))`,
+//! `dgamma = sum(dy * xhat)`, `dbeta = sum(dy)`.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use super::storage::{dispatch_float, slice};
+use super::use_custom;
+use crate::model::expand_channels;
+use crate::{Error, Result};
+
+/// The per-channel statistics of one training batch (detached, the input's dtype).
+#[derive(Clone, Debug)]
+pub struct BatchStats {
+    /// Mean over (N, H, W).
+    pub mean: Tensor,
+    /// Biased variance over (N, H, W), the one the batch is normalised with.
+    pub var: Tensor,
+    /// Values per channel (N * H * W), for the unbiased running variance.
+    pub count: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    c: usize,
+    hw: usize,
+}
+
+/// Mean and inverse standard deviation per channel, as computed by the forward pass.
+type Moments = Arc<Mutex<Option<(Vec<f64>, Vec<f64>, Vec<f64>)>>>;
+
+struct BnForward {
+    d: Dims,
+    eps: f64,
+    /// (mean, biased var, 1/sqrt(var + eps)), written by the forward pass.
+    moments: Moments,
+}
+
+struct BnBackward {
+    d: Dims,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let m = (d.n * d.hw) as f64;
+    let per: Vec<(f64, f64)> = (0..d.c)
+        .into_par_iter()
+        .map(|ch| {
+            let planes = || (0..d.n).map(|s| &x[(s * d.c + ch) * d.hw..][..d.hw]);
+            let mean = planes()
+                .map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>())
+                .sum::<f64>()
+                / m;
+            let var = planes()
+                .map(|p| p.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>())
+                .sum::<f64>()
+                / m;
+            (mean, var)
+        })
+        .collect();
+    let mean: Vec<f64> = per.iter().map(|p| p.0).collect();
+    let var: Vec<f64> = per.iter().map(|p| p.1).collect();
+    let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    (mean, var, inv_std)
+}
+
+impl CustomOp3 for BnForward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = self.d;
+        dispatch_float!(s1, self.name(), |T| {
+            let x: &[T] = slice(s1, l1, "batch norm input")?;
+            let gamma: &[T] = slice(s2, l2, "batch norm weight")?;
+            let beta: &[T] = slice(s3, l3, "batch norm bias")?;
+            let (mean, var, inv_std) = moments(x, d, self.eps);
+            let scale: Vec<f64> = (0..d.c).map(|c| gamma[c].to_f64() * inv_std[c]).collect();
+            let shift: Vec<f64> = (0..d.c)
+                .map(|c| beta[c].to_f64() - mean[c] * scale[c])
+                .collect();
+            let mut y = vec![T::from_f64(0.0); x.len()];
+            y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {
+                let c = p % d.c;
+                let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
+                for (o, &v) in yp.iter_mut().zip(&x[p * d.hw..(p + 1) * d.hw]) {
+                    *o = v * a + b;
+                }
+            });
+            *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
+            Ok((T::to_cpu_storage_owned(y), Shape::from((d.n, d.c, d.hw))))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some((mean, _, inv_std)) = self.moments.lock().expect("moments lock").clone() else {
+            candle_core::bail!("batch norm backward before its forward pass");
+        };
+        let op = BnBackward {
+            d: self.d,
+            mean,
+            inv_std,
+        };
+        let packed = x.apply_op3_no_bwd(gamma, &dy.contiguous()?, &op)?;
+        let (len, c) = (x.elem_count(), self.d.c);
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let dgamma = packed.narrow(0, len, c)?;
+        let dbeta = packed.narrow(0, len + c, c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+impl CustomOp3 for BnBackward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm-backward"
+    }
+
+    /// Output: dx (N*C*HW values) followed by dgamma (C) and dbeta (C).
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = self.d;
+        let m = (d.n * d.hw) as f64;
+        dispatch_float!(s1, self.name(), |T| {
+            let x: &[T] = slice(s1, l1, "batch norm input")?;
+            let gamma: &[T] = slice(s2, l2, "batch norm weight")?;
+            let dy: &[T] = slice(s3, l3, "batch norm dy")?;
+            // Per channel: sum(dy) and sum(dy * xhat).
+            let sums: Vec<(f64, f64)> = (0..d.c)
+                .into_par_iter()
+                .map(|c| {
+                    let (mu, is) = (self.mean[c], self.inv_std[c]);
+                    let (mut sd, mut sdx) = (0.0, 0.0);
+                    for s in 0..d.n {
+                        let at = (s * d.c + c) * d.hw;
+                        for (&g, &v) in dy[at..at + d.hw].iter().zip(&x[at..at + d.hw]) {
+                            let g = g.to_f64();
+                            sd += g;
+                            sdx += g * (v.to_f64() - mu) * is;
+                        }
+                    }
+                    (sd, sdx)
+                })
+                .collect();
+            let mut out = vec![T::from_f64(0.0); x.len() + 2 * d.c];
+            let (dx, tail) = out.split_at_mut(x.len());
+            dx.par_chunks_mut(d.hw).enumerate().for_each(|(p, dxp)| {
+                let c = p % d.c;
+                let (mu, is) = (self.mean[c], self.inv_std[c]);
+                let k = gamma[c].to_f64() * is / m;
+                let (sd, sdx) = sums[c];
+                let at = p * d.hw;
+                for ((o, &g), &v) in dxp
+                    .iter_mut()
+                    .zip(&dy[at..at + d.hw])
+                    .zip(&x[at..at + d.hw])
+                {
+                    let xhat = (v.to_f64() - mu) * is;
+                    *o = T::from_f64(k * (m * g.to_f64() - sd - xhat * sdx));
+                }
+            });
+            for c in 0..d.c {
+                tail[c] = T::from_f64(sums[c].1);
+                tail[d.c + c] = T::from_f64(sums[c].0);
+            }
+            Ok((T::to_cpu_storage_owned(out), Shape::from(x.len() + 2 * d.c)))
+        })
+    }
+}
+
+/// Training-mode batch normalisation of an (N, C, H, W) batch with per-channel `gamma` and
+/// `beta`: the output and the batch statistics (for the running averages).
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, BatchStats)> {
+    let (n, c, h, w) = x.dims4()?;
+    let count = n * h * w;
+    if gamma.dims() != [c] || beta.dims() != [c] || count < 2 {
+        return Err(Error::Config(format!(
+            "batch_norm_train: input {:?} with weight {:?} and bias {:?} (needs C values each and more than one value per channel)",
+            x.dims(),
+            gamma.dims(),
+            beta.dims()
+        )));
+    }
+    if !use_custom(x) || gamma.dtype() != x.dtype() || beta.dtype() != x.dtype() {
+        return stock(x, gamma, beta, eps);
+    }
+    let moments: Moments = Arc::default();
+    let op = BnForward {
+        d: Dims { n, c, hw: h * w },
+        eps,
+        moments: moments.clone(),
+    };
+    let y = x
+        .contiguous()?
+        .reshape((n, c, h * w))?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?
+        .reshape((n, c, h, w))?;
+    let (mean, var, _) = moments
+        .lock()
+        .expect("moments lock")
+        .take()
+        .ok_or_else(|| Error::Config("batch_norm_train: forward pass left no statistics".into()))?;
+    // The backward pass reads the moments again; put them back.
+    let stats = BatchStats {
+        mean: Tensor::from_vec(mean.clone(), c, x.device())?.to_dtype(x.dtype())?,
+        var: Tensor::from_vec(var.clone(), c, x.device())?.to_dtype(x.dtype())?,
+        count,
+    };
+    let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    *moments.lock().expect("moments lock") = Some((mean, var, inv_std));
+    Ok((y, stats))
+}
+
+/// The same maths in stock tensor ops, differentiated by Candle's autograd.
+fn stock(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, BatchStats)> {
+    let (n, c, h, w) = x.dims4()?;
+    let m = n * h * w;
+    // Per-channel vectors are expanded with `expand_channels` rather than broadcast: same
+    // values, much faster backward on the CPU.
+    let expand = |v: &Tensor| expand_channels(v, n, h, w);
+    // Per-channel means (C,): reduce the contiguous H*W axis first (Candle's fast path), then N.
+    let channel_mean = |t: &Tensor| -> Result<Tensor> {
+        Ok(t.reshape((n, c, h * w))?
+            .sum(2)?
+            .sum(0)?
+            .affine(1.0 / m as f64, 0.0)?)
+    };
+    let mean = channel_mean(x)?;
+    let centred = x.sub(&expand(&mean)?)?;
+    let var = channel_mean(&centred.sqr()?)?; // biased, as PyTorch normalises
+    let inv_std = var.affine(1.0, eps)?.sqrt()?.recip()?;
+    let y = centred
+        .mul(&expand(&inv_std.mul(gamma)?)?)?
+        .add(&expand(beta)?)?;
+    let stats = BatchStats {
+        mean: mean.detach(),
+        var: var.detach(),
+        count: m,
+    };
+    Ok((y, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{check_grad, max_diff, random};
+    use candle_core::Var;
+
+    #[test]
+    fn matches_stock_maths_and_finite_differences() -> Result<()> {
+        for (idx, &(n, c, h, w)) in [(2, 3, 4, 5), (1, 2, 3, 1), (4, 5, 1, 1), (3, 1, 2, 2)]
+            .iter()
+            .enumerate()
+        {
+            let x = Var::from_tensor(&random(&[n, c, h, w], 150 + idx as u64)?.affine(3.0, 0.5)?)?;
+            let gamma = Var::from_tensor(&random(&[c], 160 + idx as u64)?)?;
+            let beta = Var::from_tensor(&random(&[c], 170 + idx as u64)?)?;
+            let (ours, s1) =
+                batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
+            let (want, s2) = stock(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
+            assert!(max_diff(&ours, &want)? < 1e-12, "case {idx} forward");
+            assert!(max_diff(&s1.mean, &s2.mean)? < 1e-12 && max_diff(&s1.var, &s2.var)? < 1e-12);
+            assert_eq!(s1.count, n * h * w);
+            let r = random(&[n, c, h, w], 180 + idx as u64)?;
+            let g1 = ours.mul(&r)?.sum_all()?.backward()?;
+            let g2 = want.mul(&r)?.sum_all()?.backward()?;
+            for v in [&x, &gamma, &beta] {
+                let d = max_diff(
+                    g1.get(v.as_tensor()).unwrap(),
+                    g2.get(v.as_tensor()).unwrap(),
+                )?;
+                assert!(d < 1e-10, "case {idx} gradient {d}");
+            }
+            let loss = || -> Result<Tensor> {
+                let (y, _) =
+                    batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
+                Ok(y.mul(&r)?.sum_all()?)
+            };
+            check_grad(&format!("bn case {idx} input"), &loss, &x, 40)?;
+            check_grad(&format!("bn case {idx} weight"), &loss, &gamma, 5)?;
+            check_grad(&format!("bn case {idx} bias"), &loss, &beta, 5)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_a_single_value_per_channel() {
+        let x = random(&[1, 2, 1, 1], 1).unwrap();
+        let g = random(&[2], 2).unwrap();
+        let err = batch_norm_train(&x, &g, &g, 1e-5).unwrap_err().to_string();
+        assert!(err.contains("[1, 2, 1, 1]"), "{err}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Fast CPU kernels as Candle custom ops, used by the models by default on the CPU.
+//!
+//! Stock Candle 0.11 runs a convolution's input gradient as a plain-loop transposed
+//! convolution, a grouped convolution as one convolution per group, and BatchNorm as a chain
+//! of element-wise passes. The ops here do the same maths as gemm calls and fused loops,
+//! parallel over the batch on Candle's rayon pool:
+//!
+//! - [`conv2d`]: im2col + gemm forward, input gradient (skipped when the input needs none,
+//!   e.g. the first layer's images) and weight gradient;
+//! - [`depthwise_conv2d`]: direct loops, one filter per channel;
+//! - [`batch_norm_train`]: fused training-mode BatchNorm forward and backward;
+//! - [`max_pool2d`]: non-overlapping max pooling whose gradient goes to the window's argmax;
+//! - [`relu`], [`silu`]: one-pass gradients;
+//! - [`add_channel_bias`]: a per-channel bias added to an (N, C, H, W) batch;
+//! - [`sparse`]: inference that skips the zeros of a pruned network.
+//!
+//! On other devices, for other dtypes, or when switched off ([`set_enabled`], or the
+//! environment variable `SAFS_KERNELS=stock`), each function runs the equivalent stock Candle
+//! ops instead, so results can be compared A/B.
+
+mod activation;
+mod batchnorm;
+mod bias;
+mod conv;
+mod depthwise;
+mod gemm;
+mod pool;
+pub mod sparse;
+mod storage;
+
+pub use activation::{relu, silu};
+pub use batchnorm::{batch_norm_train, BatchStats};
+pub use bias::add_channel_bias;
+pub use conv::conv2d;
+pub use depthwise::depthwise_conv2d;
+pub use pool::max_pool2d;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use candle_core::{DType, Tensor};
+
+// 0 = not yet read from the environment, 1 = custom ops on, 2 = stock ops.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Switches the custom CPU kernels on or off for the whole process (off = stock Candle ops).
+pub fn set_enabled(on: bool) {
+    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether the custom CPU kernels are in use (default on; `SAFS_KERNELS=stock` turns them off).
+pub fn enabled() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        0 => {
+            let on = !matches!(std::env::var("SAFS_KERNELS").as_deref(), Ok("stock"));
+            set_enabled(on);
+            on
+        }
+        m => m == 1,
+    }
+}
+
+/// Whether a custom kernel handles `t`: kernels on, CPU tensor, f32 or f64.
+pub(crate) fn use_custom(t: &Tensor) -> bool {
+    enabled() && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// The number of threads the kernels split work across (Candle's rayon pool).
+pub(crate) fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// Splits `0..n` into at most `parts` contiguous ranges of near-equal length.
+pub(crate) fn split_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    let base = n / parts;
+    let extra = n % parts;
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// Cuts `buf` into consecutive pieces of `range.len() * unit` elements, one per range.
+pub(crate) fn split_mut<'a, T>(
+    mut buf: &'a mut [T],
+    ranges: &[std::ops::Range<usize>],
+    unit: usize,
+) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let (piece, rest) = std::mem::take(&mut buf).split_at_mut(r.len() * unit);
+        out.push(piece);
+        buf = rest;
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_ranges_cover_exactly() {
+        for n in [0, 1, 2, 7, 128] {
+            for parts in [1, 2, 3, 16] {
+                let r = split_ranges(n, parts);
+                assert!(r.len() <= parts.max(1));
+                let mut next = 0;
+                for x in &r {
+                    assert_eq!(x.start, next);
+                    next = x.end;
+                }
+                assert_eq!(next, n);
+                let lens: Vec<usize> = r.iter().map(|x| x.len()).collect();
+                let (lo, hi) = (lens.iter().min(), lens.iter().max());
+                assert!(hi.unwrap() - lo.unwrap() <= 1, "{n} {parts}: {lens:?}");
+            }
+        }
+    }
+}

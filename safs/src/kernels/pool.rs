@@ -1,0 +1,189 @@
+//! Non-overlapping max pooling whose gradient goes to each window's argmax.
+//!
+//! Candle 0.11's `max_pool2d` backward scales the gradient by 1/k^2. The stock fallback here
+//! is a reshape and a max reduction (correct, but it sends a tied window's gradient to every
+//! tied element); the kernel routes it to the first maximum, as PyTorch does.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use super::storage::{dispatch_float, slice};
+use super::use_custom;
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug)]
+struct PoolGeom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+}
+
+impl PoolGeom {
+    fn out(&self) -> (usize, usize) {
+        (self.h / self.k, self.w / self.k)
+    }
+
+    /// The flat in-plane index of the maximum of window (oy, ox): first maximum, NaN wins.
+    #[inline]
+    fn argmax<T: WithDType>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
+        let mut best = oy * self.k * self.w + ox * self.k;
+        let mut m = plane[best];
+        for i in 0..self.k {
+            for j in 0..self.k {
+                let at = (oy * self.k + i) * self.w + ox * self.k + j;
+                let v = plane[at];
+                #[allow(clippy::eq_op)]
+                if v > m || (v != v && m == m) {
+                    m = v;
+                    best = at;
+                }
+            }
+        }
+        best
+    }
+}
+
+struct MaxPoolForward(PoolGeom);
+struct MaxPoolGrad(PoolGeom);
+
+impl CustomOp1 for MaxPoolForward {
+    fn name(&self) -> &'static str {
+        "safs-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let (ho, wo) = g.out();
+        dispatch_float!(s, self.name(), |T| {
+            let x: &[T] = slice(s, l, "max_pool2d input")?;
+            let mut y = vec![T::from_f64(0.0); g.n * g.c * ho * wo];
+            y.par_chunks_mut(ho * wo).enumerate().for_each(|(p, yp)| {
+                let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        yp[oy * wo + ox] = plane[g.argmax(plane, oy, ox)];
+                    }
+                }
+            });
+            Ok((T::to_cpu_storage_owned(y), Shape::from((g.n, g.c, ho, wo))))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        if !x.track_op() {
+            return Ok(None);
+        }
+        Ok(Some(x.apply_op2_no_bwd(
+            &dy.contiguous()?,
+            &MaxPoolGrad(self.0),
+        )?))
+    }
+}
+
+impl CustomOp2 for MaxPoolGrad {
+    fn name(&self) -> &'static str {
+        "safs-max-pool2d-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let (ho, wo) = g.out();
+        dispatch_float!(s1, self.name(), |T| {
+            let x: &[T] = slice(s1, l1, "max_pool2d input")?;
+            let dy: &[T] = slice(s2, l2, "max_pool2d dy")?;
+            let hw = g.h * g.w;
+            let mut dx = vec![T::from_f64(0.0); g.n * g.c * hw];
+            dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
+                let plane = &x[p * hw..(p + 1) * hw];
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        dxp[g.argmax(plane, oy, ox)] += dy[(p * ho + oy) * wo + ox];
+                    }
+                }
+            });
+            Ok((
+                T::to_cpu_storage_owned(dx),
+                Shape::from((g.n, g.c, g.h, g.w)),
+            ))
+        })
+    }
+}
+
+/// k x k max pooling with stride k of an (N, C, H, W) batch; H and W must divide by k.
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if k == 0 || h % k != 0 || w % k != 0 {
+        return Err(Error::Config(format!(
+            "max_pool2d: kernel {k} does not tile a {h}x{w} input"
+        )));
+    }
+    if !use_custom(x) {
+        return Ok(x.reshape((n, c, h / k, k, w / k, k))?.max(5)?.max(3)?);
+    }
+    Ok(x.contiguous()?
+        .apply_op1(MaxPoolForward(PoolGeom { n, c, h, w, k }))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{check_grad, max_diff, random};
+    use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn matches_stock_forward_and_finite_differences() -> Result<()> {
+        for (idx, &(n, c, h, w, k)) in [
+            (2, 3, 4, 6, 2),
+            (1, 2, 6, 3, 3),
+            (3, 1, 2, 2, 2),
+            (1, 2, 5, 5, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            // Random values are distinct, so every window has one maximum.
+            let x = Var::from_tensor(&random(&[n, c, h, w], 100 + idx as u64)?)?;
+            let ours = max_pool2d(x.as_tensor(), k)?;
+            let stock = x.as_tensor().max_pool2d(k)?;
+            assert!(max_diff(&ours, &stock)? == 0.0, "case {idx}");
+            let r = random(ours.dims(), 110 + idx as u64)?;
+            let loss =
+                || -> Result<Tensor> { Ok(max_pool2d(x.as_tensor(), k)?.mul(&r)?.sum_all()?) };
+            check_grad(&format!("max_pool2d case {idx}"), &loss, &x, 200)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn ties_send_the_gradient_to_the_first_maximum_and_nan_propagates() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_vec(
+            vec![1f32, 1., 0., f32::NAN, 2., 2., 2., 2.],
+            (1, 2, 2, 2),
+            &dev,
+        )?;
+        let y = max_pool2d(x.as_tensor(), 2)?;
+        let v: Vec<f32> = y.flatten_all()?.to_vec1()?;
+        assert!(v[0].is_nan() && v[1] == 2.0, "{v:?}");
+        let g = y.sum_all()?.backward()?;
+        let gx: Vec<f32> = g.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1()?;
+        assert_eq!(gx, [0., 0., 0., 1., 1., 0., 0., 0.]);
+        assert_eq!(y.dtype(), DType::F32);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_untiled_input() {
+        let x = Tensor::zeros((1, 1, 5, 4), DType::F32, &Device::Cpu).unwrap();
+        let err = max_pool2d(&x, 2).unwrap_err().to_string();
+        assert!(err.contains("5x4"), "{err}");
+    }
+}
