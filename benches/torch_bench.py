@@ -182,9 +182,13 @@ def prune_layerwise(model, rate):
 def infer_row(name, mode, reps):
     if mode != "dense":
         raise SystemExit(f"PyTorch has no sparse CNN inference path for row mode {mode!r}")
-    model = BUILD[name](MODELS[name][3]).eval()
+    model = BUILD[name](MODELS[name][3])
     prune_layerwise(model, 0.99)
     x, _ = batch(name)
+    with torch.no_grad():  # BatchNorm statistics of the pruned network, as in bench.rs
+        for _ in range(10):
+            model(x)
+    model.eval()
 
     def run():
         with torch.no_grad():
@@ -206,6 +210,8 @@ def op_row(op, mode, reps):
         fn = lambda a: F.batch_norm(a[0], None, None, a[1], a[2], training=True, eps=1e-5)
     elif op == "maxpool2":
         args, fn = [torch.randn(b, 64, 32, 32)], lambda a: F.max_pool2d(a[0], 2)
+    elif op == "relu":
+        args, fn = [torch.randn(b, 64, 32, 32)], lambda a: F.relu(a[0])
     elif op == "linear":
         args, fn = [torch.randn(b, 1024), torch.randn(1024, 1024)], lambda a: F.linear(a[0], a[1])
     else:

@@ -9,7 +9,8 @@
 //! - `infer/<model>/dense` and `infer/<model>/sparse99`: eval-mode forward of the model
 //!   pruned 99% layer-wise, through the dense kernels or the sparse inference path.
 //!
-//! Threads follow `RAYON_NUM_THREADS`; `SAFS_KERNELS=stock` switches to stock Candle ops.
+//! Threads follow `RAYON_NUM_THREADS`; `SAFS_KERNELS=stock` switches to stock Candle ops;
+//! `SAFS_MALLOC=default` leaves glibc's malloc untuned ([`safs::kernels::tune_allocator`]).
 
 use std::time::Instant;
 
@@ -35,14 +36,18 @@ const MODELS: [(&str, ModelKind, usize, usize, usize, usize); 4] = [
     ),
 ];
 
-const OPS: [&str; 6] = [
+const OPS: [&str; 7] = [
     "conv3x3",
     "conv3x3_s2",
     "depthwise3x3",
     "batchnorm",
     "maxpool2",
+    "relu",
     "linear",
 ];
+
+/// Train-mode passes that set BatchNorm's running statistics before an inference row.
+const CALIBRATION_PASSES: usize = 10;
 
 fn rows() -> Vec<String> {
     let mut out = Vec::new();
@@ -135,6 +140,11 @@ fn infer_row(
     let model: Box<dyn Network> = kind.build(classes, 0, dev)?;
     layerwise_magnitude(model.as_ref(), 0.99)?.apply(model.as_ref())?;
     let (x, _) = batch(b, c, side, classes, dev)?;
+    // BatchNorm statistics of the pruned network, as fine-tuning would leave them; with the
+    // initial ones, activations shrink layer by layer into slow subnormal floats.
+    for _ in 0..CALIBRATION_PASSES {
+        model.forward_t(&x, true)?;
+    }
     let run = || -> Result<()> {
         model.forward_t(&x, false)?;
         Ok(())
@@ -211,6 +221,10 @@ fn op_row(op: &str, mode: &str, reps: usize, dev: &Device) -> Result<(Vec<f64>, 
             vec![var(&[b, 64, 32, 32])?],
             Box::new(|v| Ok(kernels::max_pool2d(v[0].as_tensor(), 2)?)),
         ),
+        "relu" => (
+            vec![var(&[b, 64, 32, 32])?],
+            Box::new(|v| Ok(kernels::relu(v[0].as_tensor())?)),
+        ),
         "linear" => (
             vec![var(&[b, 1024])?, var(&[1024, 1024])?],
             Box::new(|v| Ok(v[0].as_tensor().matmul(&v[1].as_tensor().t()?)?)),
@@ -245,6 +259,9 @@ fn main() -> Result<()> {
         Some(i) => args.get(i + 1).context("--reps needs a value")?.parse()?,
         None => 5,
     };
+    if std::env::var("SAFS_MALLOC").as_deref() != Ok("default") {
+        kernels::tune_allocator();
+    }
     let dev = Device::Cpu;
     let parts: Vec<&str> = row.split('/').collect();
     let (times, items, params) = match parts.as_slice() {

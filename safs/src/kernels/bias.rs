@@ -10,15 +10,15 @@ use crate::model::expand_channels;
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    n: usize,
-    c: usize,
-    hw: usize,
+pub(crate) struct Dims {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
 }
 
 struct AddBias(Dims);
 /// Per-channel sums of an (N, C, H, W) tensor, in f64 accumulators.
-struct ChannelSum(Dims);
+pub(crate) struct ChannelSum(pub Dims);
 
 /// Per-channel sums over (N, H, W) of a contiguous (N, C, H*W) slice, accumulated in f64.
 pub(crate) fn channel_sums<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<f64> {

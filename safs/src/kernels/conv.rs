@@ -3,11 +3,13 @@
 //! Per sample, with K = (C_in / groups) * kh * kw and P = H_out * W_out, group g computes
 //! `y_g (C_out/groups x P) = W_g (C_out/groups x K) * cols_g (K x P)`; the gradients are
 //! `dW_g += dy_g * cols_g^T` and `dcols_g = W_g^T * dy_g`, folded back by col2im. A 1x1,
-//! stride-1, unpadded convolution uses the input itself as `cols`.
+//! stride-1, unpadded convolution uses the input itself as `cols`. Where P is small (late
+//! layers), several samples share one product: their columns sit side by side.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::bias::{add_channel_bias, ChannelSum, Dims};
 use super::gemm::{matmul, MatRef};
 use super::storage::{dispatch_float, slice};
 use super::{split_mut, split_ranges, threads, use_custom};
@@ -73,7 +75,7 @@ impl ConvGeom {
     }
 
     /// Rows of one group's `cols`: (C_in / groups) * kh * kw.
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.cin / self.groups * self.kh * self.kw
     }
 
@@ -86,11 +88,11 @@ impl ConvGeom {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
     }
 
-    fn in_len(&self) -> usize {
+    pub(crate) fn in_len(&self) -> usize {
         self.cin * self.h * self.w
     }
 
-    fn out_len(&self) -> usize {
+    pub(crate) fn out_len(&self) -> usize {
         self.cout * self.p()
     }
 
@@ -118,14 +120,22 @@ impl ConvGeom {
     }
 }
 
-/// im2col of one sample: `cols[(c*kh + i)*kw + j][oy*wo + ox] = x[c][iy][ix]` (0 outside).
-fn im2col<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
+/// im2col of one sample into column block `off` of `cols` (row stride `ld`):
+/// `cols[(c*kh + i)*kw + j][off + oy*wo + ox] = x[c][iy][ix]` (0 outside the image).
+fn im2col<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, off: usize) {
     let (p, zero) = (g.p(), T::from_f64(0.0));
+    if g.pointwise() {
+        for (c, plane) in x.chunks(p).enumerate() {
+            cols[c * ld + off..c * ld + off + p].copy_from_slice(plane);
+        }
+        return;
+    }
     for c in 0..g.cin {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
             for j in 0..g.kw {
-                let row = &mut cols[((c * g.kh + i) * g.kw + j) * p..][..p];
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &mut cols[r * ld + off..r * ld + off + p];
                 let (lo, hi) = g.valid_cols(j);
                 for oy in 0..g.ho {
                     let dst = &mut row[oy * g.wo..(oy + 1) * g.wo];
@@ -153,14 +163,22 @@ fn im2col<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
     }
 }
 
-/// col2im of one sample: the adjoint of [`im2col`], accumulated into a zeroed `dx`.
-fn col2im<T: WithDType>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
+/// col2im of column block `off` of `cols` (row stride `ld`): the adjoint of [`im2col`],
+/// accumulated into a zeroed `dx` of one sample.
+fn col2im<T: WithDType>(g: &ConvGeom, cols: &[T], ld: usize, off: usize, dx: &mut [T]) {
     let p = g.p();
+    if g.pointwise() {
+        for (c, plane) in dx.chunks_mut(p).enumerate() {
+            plane.copy_from_slice(&cols[c * ld + off..c * ld + off + p]);
+        }
+        return;
+    }
     for c in 0..g.cin {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
             for j in 0..g.kw {
-                let row = &cols[((c * g.kh + i) * g.kw + j) * p..][..p];
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &cols[r * ld + off..r * ld + off + p];
                 let (lo, hi) = g.valid_cols(j);
                 let off = j as isize - g.padding as isize;
                 for oy in 0..g.ho {
@@ -191,7 +209,66 @@ fn plan(n: usize) -> (Vec<std::ops::Range<usize>>, usize) {
     (ranges, inner)
 }
 
-fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
+/// Samples per gemm: enough that the shared dimension, samples * P, reaches 256 columns, so
+/// late layers (P = 4 or 16) run a few large products rather than many thin ones.
+pub(crate) fn group_len(g: &ConvGeom) -> usize {
+    256usize.div_ceil(g.p()).max(1)
+}
+
+/// Copies rows of per-sample (rows x P) blocks, samples `s0..s0 + gs`, into one
+/// (rows x gs*P) matrix: `dst[r][j*P + q] = src[s0 + j][r][q]` (or back, with `scatter`).
+fn regroup<T: WithDType>(src: &[T], dst: &mut [T], rows: usize, p: usize, gs: usize) {
+    let ld = gs * p;
+    for j in 0..gs {
+        for r in 0..rows {
+            dst[r * ld + j * p..r * ld + (j + 1) * p]
+                .copy_from_slice(&src[(j * rows + r) * p..(j * rows + r + 1) * p]);
+        }
+    }
+}
+
+pub(crate) fn scatter<T: WithDType>(src: &[T], dst: &mut [T], rows: usize, p: usize, gs: usize) {
+    let ld = gs * p;
+    for j in 0..gs {
+        for r in 0..rows {
+            dst[(j * rows + r) * p..(j * rows + r + 1) * p]
+                .copy_from_slice(&src[r * ld + j * p..r * ld + (j + 1) * p]);
+        }
+    }
+}
+
+/// Per-thread scratch: the grouped columns and a grouped output or gradient.
+struct Scratch<T> {
+    cols: Vec<T>,
+    mat: Vec<T>,
+}
+
+impl<T: WithDType> Scratch<T> {
+    fn new(g: &ConvGeom, rows: usize) -> Self {
+        let ld = group_len(g) * g.p();
+        Self {
+            cols: vec![T::from_f64(0.0); g.groups * g.k() * ld],
+            mat: vec![T::from_f64(0.0); rows * ld],
+        }
+    }
+}
+
+/// Fills `cols` with the im2col of samples `s0..s0 + gs` (row stride gs*P).
+pub(crate) fn gather_cols<T: WithDType>(
+    g: &ConvGeom,
+    x: &[T],
+    s0: usize,
+    gs: usize,
+    cols: &mut [T],
+) {
+    let ld = gs * g.p();
+    for j in 0..gs {
+        let xn = &x[(s0 + j) * g.in_len()..(s0 + j + 1) * g.in_len()];
+        im2col(g, xn, cols, ld, j * g.p());
+    }
+}
+
+fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
     let mut y = vec![T::from_f64(0.0); g.n * g.out_len()];
     let (ranges, inner) = plan(g.n);
@@ -199,31 +276,41 @@ fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
         .into_par_iter()
         .zip(ranges)
         .for_each(|(ys, r)| {
-            let mut buf = if g.pointwise() {
-                Vec::new()
-            } else {
-                vec![T::from_f64(0.0); g.groups * k * p]
-            };
-            for (yn, s) in ys.chunks_mut(g.out_len()).zip(r) {
-                let xn = &x[s * g.in_len()..(s + 1) * g.in_len()];
-                let cols: &[T] = if g.pointwise() {
-                    xn
+            let mut sc = Scratch::new(g, g.cout);
+            let mut s0 = r.start;
+            while s0 < r.end {
+                let gs = group_len(g).min(r.end - s0);
+                let ld = gs * p;
+                let out = &mut ys[(s0 - r.start) * g.out_len()..(s0 - r.start + gs) * g.out_len()];
+                let cols: &[T] = if gs == 1 && g.pointwise() {
+                    &x[s0 * g.in_len()..(s0 + 1) * g.in_len()]
                 } else {
-                    im2col(g, xn, &mut buf);
-                    &buf
+                    gather_cols(g, x, s0, gs, &mut sc.cols);
+                    &sc.cols
                 };
+                // One sample: write in place; several: compute (C_out x gs*P), then scatter.
+                let dst: &mut [T] = if gs == 1 { &mut *out } else { &mut sc.mat };
                 for gi in 0..g.groups {
                     matmul(
                         cog,
-                        p,
+                        ld,
                         k,
-                        &mut yn[gi * cog * p..(gi + 1) * cog * p],
+                        &mut dst[gi * cog * ld..(gi + 1) * cog * ld],
                         false,
                         MatRef::rows(&w[gi * cog * k..(gi + 1) * cog * k], k),
-                        MatRef::rows(&cols[gi * k * p..(gi + 1) * k * p], p),
+                        MatRef::rows(&cols[gi * k * ld..(gi + 1) * k * ld], ld),
                         inner,
                     );
                 }
+                if gs > 1 {
+                    scatter(&sc.mat, out, g.cout, p, gs);
+                }
+                if let Some(b) = bias {
+                    for (plane, &bc) in out.chunks_mut(p).zip(b.iter().cycle()) {
+                        plane.iter_mut().for_each(|v| *v += bc);
+                    }
+                }
+                s0 += gs;
             }
         });
     y
@@ -237,29 +324,35 @@ fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
         .into_par_iter()
         .zip(ranges)
         .for_each(|(dxs, r)| {
-            let mut buf = if g.pointwise() {
-                Vec::new()
-            } else {
-                vec![T::from_f64(0.0); g.groups * k * p]
-            };
-            for (dxn, s) in dxs.chunks_mut(g.in_len()).zip(r) {
-                let dy_n = &dy[s * g.out_len()..(s + 1) * g.out_len()];
-                let dcols: &mut [T] = if g.pointwise() { &mut *dxn } else { &mut buf };
+            let mut sc = Scratch::new(g, g.cout);
+            let mut s0 = r.start;
+            while s0 < r.end {
+                let gs = group_len(g).min(r.end - s0);
+                let ld = gs * p;
+                let dy_s = &dy[s0 * g.out_len()..(s0 + gs) * g.out_len()];
+                let dyg: &[T] = if gs == 1 {
+                    dy_s
+                } else {
+                    regroup(dy_s, &mut sc.mat, g.cout, p, gs);
+                    &sc.mat
+                };
                 for gi in 0..g.groups {
                     matmul(
                         k,
-                        p,
+                        ld,
                         cog,
-                        &mut dcols[gi * k * p..(gi + 1) * k * p],
+                        &mut sc.cols[gi * k * ld..(gi + 1) * k * ld],
                         false,
                         MatRef::transposed(&w[gi * cog * k..(gi + 1) * cog * k], k),
-                        MatRef::rows(&dy_n[gi * cog * p..(gi + 1) * cog * p], p),
+                        MatRef::rows(&dyg[gi * cog * ld..(gi + 1) * cog * ld], ld),
                         inner,
                     );
                 }
-                if !g.pointwise() {
-                    col2im(g, &buf, dxn);
+                for j in 0..gs {
+                    let at = (s0 - r.start + j) * g.in_len();
+                    col2im(g, &sc.cols, ld, j * p, &mut dxs[at..at + g.in_len()]);
                 }
+                s0 += gs;
             }
         });
     dx
@@ -272,32 +365,37 @@ fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
         .into_par_iter()
         .map(|r| {
             let mut dw = vec![T::from_f64(0.0); g.weight_len()];
-            let mut buf = if g.pointwise() {
-                Vec::new()
-            } else {
-                vec![T::from_f64(0.0); g.groups * k * p]
-            };
-            for (i, s) in r.enumerate() {
-                let xn = &x[s * g.in_len()..(s + 1) * g.in_len()];
-                let dy_n = &dy[s * g.out_len()..(s + 1) * g.out_len()];
-                let cols: &[T] = if g.pointwise() {
-                    xn
+            let mut sc = Scratch::new(g, g.cout);
+            let mut s0 = r.start;
+            while s0 < r.end {
+                let gs = group_len(g).min(r.end - s0);
+                let ld = gs * p;
+                let dy_s = &dy[s0 * g.out_len()..(s0 + gs) * g.out_len()];
+                let dyg: &[T] = if gs == 1 {
+                    dy_s
                 } else {
-                    im2col(g, xn, &mut buf);
-                    &buf
+                    regroup(dy_s, &mut sc.mat, g.cout, p, gs);
+                    &sc.mat
+                };
+                let cols: &[T] = if gs == 1 && g.pointwise() {
+                    &x[s0 * g.in_len()..(s0 + 1) * g.in_len()]
+                } else {
+                    gather_cols(g, x, s0, gs, &mut sc.cols);
+                    &sc.cols
                 };
                 for gi in 0..g.groups {
                     matmul(
                         cog,
                         k,
-                        p,
+                        ld,
                         &mut dw[gi * cog * k..(gi + 1) * cog * k],
-                        i > 0,
-                        MatRef::rows(&dy_n[gi * cog * p..(gi + 1) * cog * p], p),
-                        MatRef::transposed(&cols[gi * k * p..(gi + 1) * k * p], p),
+                        s0 > r.start,
+                        MatRef::rows(&dyg[gi * cog * ld..(gi + 1) * cog * ld], ld),
+                        MatRef::transposed(&cols[gi * k * ld..(gi + 1) * k * ld], ld),
                         inner,
                     );
                 }
+                s0 += gs;
             }
             dw
         })
@@ -321,25 +419,21 @@ struct ConvInputGrad(ConvGeom);
 /// Weight gradient of (x, dy).
 struct ConvWeightGrad(ConvGeom);
 
-impl CustomOp2 for ConvForward {
-    fn name(&self) -> &'static str {
-        "safs-conv2d"
-    }
-
-    fn cpu_fwd(
+impl ConvForward {
+    fn run(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        dispatch_float!(s1, self.name(), |T| {
-            let y = forward::<T>(
-                g,
-                slice(s1, l1, "conv2d input")?,
-                slice(s2, l2, "conv2d weight")?,
-            );
+        dispatch_float!(s1, "safs-conv2d", |T| {
+            let b: Option<&[T]> = match bias {
+                Some((s3, l3)) => Some(slice(s3, l3, "conv2d bias")?),
+                None => None,
+            };
+            let x = slice(s1, l1, "conv2d input")?;
+            let y = forward::<T>(g, x, slice(s2, l2, "conv2d weight")?, b);
             Ok((
                 T::to_cpu_storage_owned(y),
                 Shape::from((g.n, g.cout, g.ho, g.wo)),
@@ -347,13 +441,12 @@ impl CustomOp2 for ConvForward {
         })
     }
 
-    fn bwd(
+    fn grads(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _y: &Tensor,
         dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Tensor)> {
         let dy = dy.contiguous()?;
         // No input gradient where nothing upstream needs one (the first layer's images).
         let dx = if x.track_op() {
@@ -366,7 +459,76 @@ impl CustomOp2 for ConvForward {
         } else {
             None
         };
+        Ok((dx, dw, dy))
+    }
+}
+
+impl CustomOp2 for ConvForward {
+    fn name(&self) -> &'static str {
+        "safs-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.grads(x, w, dy)?;
         Ok((dx, dw))
+    }
+}
+
+/// The convolution with its bias added in the same pass: (x, weight, bias).
+impl CustomOp3 for ConvForward {
+    fn name(&self) -> &'static str {
+        "safs-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, dy) = self.grads(x, w, dy)?;
+        let g = &self.0;
+        let db = if b.track_op() {
+            let dims = Dims {
+                n: g.n,
+                c: g.cout,
+                hw: g.p(),
+            };
+            Some(dy.apply_op1_no_bwd(&ChannelSum(dims))?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
     }
 }
 
@@ -438,6 +600,30 @@ pub fn conv2d(
         .apply_op2(&w.contiguous()?, ConvForward(g))?)
 }
 
+/// [`conv2d`] plus a per-channel bias (C_out values), fused into one op on the CPU.
+pub fn conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let g = ConvGeom::new(x.dims(), w.dims(), stride, padding, groups)?;
+    if b.dims() != [g.cout] {
+        return Err(Error::Config(format!(
+            "conv2d: bias of shape {:?} for {} output channels",
+            b.dims(),
+            g.cout
+        )));
+    }
+    if !use_custom(x) || x.dtype() != w.dtype() || x.dtype() != b.dtype() {
+        return add_channel_bias(&x.conv2d(w, padding, stride, 1, groups)?, b);
+    }
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
+    Ok(x.apply_op3(&w, &b, ConvForward(g))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +652,8 @@ mod tests {
         (2, 6, 4, 4, 6, 3, 1, 1, 3),
         (1, 2, 3, 3, 2, 3, 3, 1, 1),
         (5, 2, 2, 2, 3, 2, 1, 0, 1),
+        (3, 2, 17, 16, 3, 3, 1, 1, 1),
+        (2, 3, 16, 16, 4, 1, 1, 0, 1),
     ];
 
     #[test]
@@ -490,6 +678,30 @@ mod tests {
                 let b = g2.get(v.as_tensor()).expect("stock grad");
                 assert!(max_diff(a, b)? < 1e-12, "case {idx} {what} gradient");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_bias_matches_separate_bias_and_finite_differences() -> Result<()> {
+        for (idx, &(n, cin, h, w, cout, k, s, p, gr)) in CASES.iter().enumerate().take(4) {
+            let x = Var::from_tensor(&random(&[n, cin, h, w], 500 + idx as u64)?)?;
+            let wt = Var::from_tensor(&random(&[cout, cin / gr, k, k], 510 + idx as u64)?)?;
+            let b = Var::from_tensor(&random(&[cout], 520 + idx as u64)?)?;
+            let fused = conv2d_bias(x.as_tensor(), wt.as_tensor(), b.as_tensor(), s, p, gr)?;
+            let stock = x
+                .as_tensor()
+                .conv2d(wt.as_tensor(), p, s, 1, gr)?
+                .broadcast_add(&b.as_tensor().reshape((1, cout, 1, 1))?)?;
+            assert!(max_diff(&fused, &stock)? < 1e-12, "case {idx}");
+            let r = random(fused.dims(), 530 + idx as u64)?;
+            let loss = || -> Result<Tensor> {
+                let y = conv2d_bias(x.as_tensor(), wt.as_tensor(), b.as_tensor(), s, p, gr)?;
+                Ok(y.mul(&r)?.sum_all()?)
+            };
+            check_grad(&format!("case {idx} input"), &loss, &x, 20)?;
+            check_grad(&format!("case {idx} weight"), &loss, &wt, 20)?;
+            check_grad(&format!("case {idx} bias"), &loss, &b, 10)?;
         }
         Ok(())
     }

@@ -11,14 +11,18 @@
 //! - [`batch_norm_train`]: fused training-mode BatchNorm forward and backward;
 //! - [`max_pool2d`]: non-overlapping max pooling whose gradient goes to the window's argmax;
 //! - [`relu`], [`silu`]: one-pass gradients;
+//! - [`channel_affine`]: BatchNorm in eval mode in one pass;
 //! - [`add_channel_bias`]: a per-channel bias added to an (N, C, H, W) batch;
-//! - [`sparse`]: inference that skips the zeros of a pruned network.
+//! - [`sparse`]: inference that skips the zeros of a pruned network;
+//! - [`tune_allocator`]: keeps freed memory for the next step (glibc).
 //!
 //! On other devices, for other dtypes, or when switched off ([`set_enabled`], or the
 //! environment variable `SAFS_KERNELS=stock`), each function runs the equivalent stock Candle
 //! ops instead, so results can be compared A/B.
 
 mod activation;
+mod affine;
+mod alloc;
 mod batchnorm;
 mod bias;
 mod conv;
@@ -29,9 +33,11 @@ pub mod sparse;
 mod storage;
 
 pub use activation::{relu, silu};
+pub use affine::channel_affine;
+pub use alloc::tune_allocator;
 pub use batchnorm::{batch_norm_train, BatchStats};
 pub use bias::add_channel_bias;
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_bias};
 pub use depthwise::depthwise_conv2d;
 pub use pool::max_pool2d;
 

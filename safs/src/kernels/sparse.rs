@@ -11,10 +11,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor, TensorId};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, TensorId};
 use rayon::prelude::*;
 
-use super::conv::ConvGeom;
+use super::conv::{gather_cols, group_len, scatter, ConvGeom};
+use super::storage::slice;
+use super::{split_mut, split_ranges, threads};
 use crate::{Error, Result};
 
 /// The sparsity from which [`crate::train::evaluate`]'s sparse mode compresses a layer.
@@ -79,46 +81,41 @@ impl CsrWeight {
     }
 }
 
-/// Sparse convolution of an (N, C, H, W) f32 batch: output planes in parallel, each the sum of
-/// its non-zero taps' shifted input planes.
+/// Sparse convolution of an (N, C, H, W) f32 batch: per group of samples, im2col into
+/// (K x samples*P) columns, then each output row is the sum of its non-zero weights' column
+/// rows (long contiguous multiply-adds however small the feature map).
 fn sparse_conv(g: &ConvGeom, csr: &CsrWeight, x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let (cig, cog, kk, p, hw) = (
-        g.cin / g.groups,
-        g.cout / g.groups,
-        g.kh * g.kw,
-        g.p(),
-        g.h * g.w,
-    );
-    let mut y = vec![0f32; g.n * g.cout * p];
-    y.par_chunks_mut(p).enumerate().for_each(|(plane, yp)| {
-        let (s, co) = (plane / g.cout, plane % g.cout);
-        if let Some(b) = bias {
-            yp.fill(b[co]);
-        }
-        let first_in = co / cog * cig;
-        for (c, v) in csr.row(co) {
-            let (ci, i, j) = (c / kk, c % kk / g.kw, c % g.kw);
-            let xp = &x[(s * g.cin + first_in + ci) * hw..][..hw];
-            let (lo, hi) = g.valid_cols(j);
-            if lo >= hi {
-                continue;
-            }
-            for oy in 0..g.ho {
-                let Some(iy) = g.in_row(oy, i) else { continue };
-                let dst = &mut yp[oy * g.wo + lo..oy * g.wo + hi];
-                let first = iy * g.w + lo * g.stride + j - g.padding;
-                if g.stride == 1 {
-                    for (d, &xv) in dst.iter_mut().zip(&xp[first..first + hi - lo]) {
-                        *d += v * xv;
-                    }
-                } else {
-                    for (k, d) in dst.iter_mut().enumerate() {
-                        *d += v * xp[first + k * g.stride];
+    let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
+    let mut y = vec![0f32; g.n * g.out_len()];
+    let ranges = split_ranges(g.n, threads());
+    split_mut(&mut y, &ranges, g.out_len())
+        .into_par_iter()
+        .zip(ranges)
+        .for_each(|(ys, r)| {
+            let cap = group_len(g) * p;
+            let mut cols = vec![0f32; g.groups * k * cap];
+            let mut mat = vec![0f32; g.cout * cap];
+            let mut s0 = r.start;
+            while s0 < r.end {
+                let gs = group_len(g).min(r.end - s0);
+                let ld = gs * p;
+                gather_cols(g, x, s0, gs, &mut cols);
+                for co in 0..g.cout {
+                    let row = &mut mat[co * ld..(co + 1) * ld];
+                    row.fill(bias.map_or(0.0, |b| b[co]));
+                    let first = co / cog * k;
+                    for (c, v) in csr.row(co) {
+                        let src = &cols[(first + c) * ld..(first + c + 1) * ld];
+                        for (d, &xv) in row.iter_mut().zip(src) {
+                            *d += v * xv;
+                        }
                     }
                 }
+                let out = &mut ys[(s0 - r.start) * g.out_len()..(s0 - r.start + gs) * g.out_len()];
+                scatter(&mat[..g.cout * ld], out, g.cout, p, gs);
+                s0 += gs;
             }
-        }
-    });
+        });
     y
 }
 
@@ -207,6 +204,45 @@ fn compressed(w: &Tensor) -> Result<Option<Arc<CsrWeight>>> {
     Ok(entry)
 }
 
+/// Sparse convolution as an op on the input's storage (no gradient).
+struct SparseConvOp {
+    geom: ConvGeom,
+    csr: Arc<CsrWeight>,
+    bias: Option<Vec<f32>>,
+}
+
+impl CustomOp1 for SparseConvOp {
+    fn name(&self) -> &'static str {
+        "safs-sparse-conv2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let x: &[f32] = slice(s, l, "sparse conv2d input")?;
+        let y = sparse_conv(g, &self.csr, x, self.bias.as_deref());
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.ho, g.wo))))
+    }
+}
+
+/// Sparse linear layer as an op on the input's storage (no gradient).
+struct SparseLinearOp {
+    n: usize,
+    csr: Arc<CsrWeight>,
+    bias: Vec<f32>,
+}
+
+impl CustomOp1 for SparseLinearOp {
+    fn name(&self) -> &'static str {
+        "safs-sparse-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x: &[f32] = slice(s, l, "sparse linear input")?;
+        let y = sparse_linear(&self.csr, x, self.n, &self.bias);
+        Ok((CpuStorage::F32(y), Shape::from((self.n, self.csr.rows))))
+    }
+}
+
 /// In a sparse scope and for a sparse enough weight: the convolution (plus bias) of `x`.
 pub(crate) fn try_conv2d(
     x: &Tensor,
@@ -216,21 +252,19 @@ pub(crate) fn try_conv2d(
     padding: usize,
     groups: usize,
 ) -> Result<Option<Tensor>> {
-    if x.dtype() != DType::F32 || !x.device().is_cpu() {
+    // Depthwise convolutions stay dense: their direct kernel does only k*k multiply-adds per
+    // output, less than the im2col copy the sparse path starts with.
+    let depthwise = groups > 1 && w.dim(1)? == 1;
+    if x.dtype() != DType::F32 || !x.device().is_cpu() || depthwise {
         return Ok(None);
     }
     let Some(csr) = compressed(w)? else {
         return Ok(None);
     };
-    let g = ConvGeom::new(x.dims(), w.dims(), stride, padding, groups)?;
-    let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let b: Option<Vec<f32>> = bias.map(|b| b.to_vec1()).transpose()?;
-    let y = sparse_conv(&g, &csr, &xs, b.as_deref());
-    Ok(Some(Tensor::from_vec(
-        y,
-        (g.n, g.cout, g.ho, g.wo),
-        &Device::Cpu,
-    )?))
+    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding, groups)?;
+    let bias = bias.map(|b| b.to_vec1()).transpose()?;
+    let op = SparseConvOp { geom, csr, bias };
+    Ok(Some(x.contiguous()?.apply_op1_no_bwd(&op)?))
 }
 
 /// In a sparse scope and for a sparse enough weight: `x W^T + b` for an (N, in) batch.
@@ -249,10 +283,12 @@ pub(crate) fn try_linear(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Option
             w.dims()
         )));
     }
-    let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let b: Vec<f32> = bias.to_vec1()?;
-    let y = sparse_linear(&csr, &xs, n, &b);
-    Ok(Some(Tensor::from_vec(y, (n, csr.rows), &Device::Cpu)?))
+    let op = SparseLinearOp {
+        n,
+        csr,
+        bias: bias.to_vec1()?,
+    };
+    Ok(Some(x.contiguous()?.apply_op1_no_bwd(&op)?))
 }
 
 #[cfg(test)]
@@ -276,7 +312,7 @@ mod tests {
             (2, 3, 7, 6, 4, 3, 1, 1, 1),
             (1, 4, 8, 8, 6, 3, 2, 1, 2),
             (3, 2, 5, 5, 5, 1, 1, 0, 1),
-            (2, 3, 6, 6, 3, 3, 2, 1, 3),
+            (2, 4, 6, 6, 6, 3, 2, 1, 2),
             (1, 1, 3, 3, 2, 5, 1, 2, 1),
         ]
         .iter()
@@ -318,7 +354,7 @@ mod tests {
     fn pruned_models_give_the_dense_logits() -> Result<()> {
         use crate::model::ModelKind;
         use crate::prune::layerwise_magnitude;
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         for (kind, input, classes) in [
             (ModelKind::Lenet5, [3, 1, 28, 28], 10),
             (ModelKind::Vgg11, [2, 3, 32, 32], 10),
@@ -335,10 +371,16 @@ mod tests {
                 (y, compressed_layers())
             });
             let sparse = sparse?;
+            let depthwise = model
+                .prunable()
+                .iter()
+                // EfficientNet-B0's MBConv `conv2` is the depthwise convolution.
+                .filter(|p| kind == ModelKind::EfficientnetB0 && p.name.ends_with(".conv2.weight"))
+                .count();
             assert_eq!(
                 layers,
-                model.prunable().len(),
-                "{kind:?}: every layer compressed"
+                model.prunable().len() - depthwise,
+                "{kind:?}: every layer but the depthwise ones compressed"
             );
             let scale = dense.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
             let d = max_diff(&sparse, &dense)?;

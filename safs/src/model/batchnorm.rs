@@ -6,7 +6,6 @@
 
 use candle_core::{Tensor, Var};
 
-use super::layers::expand_channels;
 use super::{Init, Param, ParamKind};
 use crate::kernels;
 use crate::{Error, Result};
@@ -48,7 +47,7 @@ impl BatchNorm2d {
     /// Normalises `x`: with batch statistics (updating the running ones) when `train`,
     /// with the running statistics otherwise.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
+        let (_, c, _, _) = x.dims4()?;
         if c != self.channels {
             return Err(Error::Config(format!(
                 "{}: expected {} channels, got input of shape {:?}",
@@ -59,9 +58,6 @@ impl BatchNorm2d {
         }
         let gamma = self.weight.as_tensor();
         let beta = self.bias.as_tensor();
-        // Per-channel vectors are expanded with `expand_channels` rather than broadcast:
-        // same values, much faster backward on the CPU.
-        let expand = |v: &Tensor| expand_channels(v, n, h, w);
         if !train {
             // y = x * (gamma / sqrt(rv + eps)) + (beta - rm * gamma / sqrt(rv + eps))
             let inv_std = self
@@ -72,7 +68,7 @@ impl BatchNorm2d {
                 .recip()?;
             let scale = gamma.mul(&inv_std)?;
             let shift = beta.sub(&self.running_mean.as_detached_tensor().mul(&scale)?)?;
-            return Ok(x.mul(&expand(&scale)?)?.add(&expand(&shift)?)?);
+            return kernels::channel_affine(x, &scale, &shift);
         }
         let (y, stats) = kernels::batch_norm_train(x, gamma, beta, BN_EPS)
             .map_err(|e| Error::Config(format!("{}: {e}", self.name)))?;

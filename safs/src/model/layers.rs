@@ -56,14 +56,16 @@ impl Conv2d {
         if let Some(y) = kernels::sparse::try_conv2d(x, w, bias, s, p, g)? {
             return Ok(y);
         }
-        let y = if g > 1 && w.dim(1)? == 1 && w.dim(0)? == g {
-            kernels::depthwise_conv2d(x, w, s, p)?
-        } else {
-            kernels::conv2d(x, w, s, p, g)?
-        };
+        if g > 1 && w.dim(1)? == 1 && w.dim(0)? == g {
+            let y = kernels::depthwise_conv2d(x, w, s, p)?;
+            return match bias {
+                Some(b) => kernels::add_channel_bias(&y, b),
+                None => Ok(y),
+            };
+        }
         match bias {
-            Some(b) => kernels::add_channel_bias(&y, b),
-            None => Ok(y),
+            Some(b) => kernels::conv2d_bias(x, w, b, s, p, g),
+            None => kernels::conv2d(x, w, s, p, g),
         }
     }
 

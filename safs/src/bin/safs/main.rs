@@ -54,6 +54,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    safs::kernels::tune_allocator();
     let result = match cli.command {
         Command::Data { command } => data_cmd::run(command),
         Command::Train(a) => train_cmd::run(a),
