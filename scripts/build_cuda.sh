@@ -17,7 +17,7 @@ cuda="$prefix/nvidia/cu13"
 wheels=(
   "nvidia-cuda-nvcc==13.0.88" "nvidia-nvvm==13.0.88" "nvidia-cuda-runtime==13.0.96"
   "nvidia-cuda-cccl==13.0.85" "nvidia-cuda-nvrtc==13.0.88" "nvidia-cublas==13.0.2.14"
-  "nvidia-curand==10.4.5.25"
+  "nvidia-curand==10.4.5.25" "nvidia-cuda-crt==13.0.88"
 )
 if [ ! -x "$cuda/bin/nvcc" ]; then
   mkdir -p "$prefix/wheels"
