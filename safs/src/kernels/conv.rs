@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::bias::{add_channel_bias, ChannelSum, Dims};
 use super::gemm::{matmul, MatRef};
-use super::storage::{dispatch_float, slice};
+use super::storage::{dispatch_float, gradient_op2, slice};
 use super::{split_mut, split_ranges, threads, use_custom};
 use crate::{Error, Result};
 
@@ -237,6 +237,23 @@ pub(crate) fn scatter<T: WithDType>(src: &[T], dst: &mut [T], rows: usize, p: us
     }
 }
 
+/// dy of samples `s0..s0 + gs` as one (C_out x gs*P) matrix: dy itself for one sample,
+/// else regrouped into `mat`.
+fn grouped_dy<'a, T: WithDType>(
+    g: &ConvGeom,
+    dy: &'a [T],
+    s0: usize,
+    gs: usize,
+    mat: &'a mut [T],
+) -> &'a [T] {
+    let dy_s = &dy[s0 * g.out_len()..(s0 + gs) * g.out_len()];
+    if gs == 1 {
+        return dy_s;
+    }
+    regroup(dy_s, mat, g.cout, g.p(), gs);
+    mat
+}
+
 /// Per-thread scratch: the grouped columns and a grouped output or gradient.
 struct Scratch<T> {
     cols: Vec<T>,
@@ -329,13 +346,7 @@ fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
             while s0 < r.end {
                 let gs = group_len(g).min(r.end - s0);
                 let ld = gs * p;
-                let dy_s = &dy[s0 * g.out_len()..(s0 + gs) * g.out_len()];
-                let dyg: &[T] = if gs == 1 {
-                    dy_s
-                } else {
-                    regroup(dy_s, &mut sc.mat, g.cout, p, gs);
-                    &sc.mat
-                };
+                let dyg = grouped_dy(g, dy, s0, gs, &mut sc.mat);
                 for gi in 0..g.groups {
                     matmul(
                         k,
@@ -370,13 +381,7 @@ fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
             while s0 < r.end {
                 let gs = group_len(g).min(r.end - s0);
                 let ld = gs * p;
-                let dy_s = &dy[s0 * g.out_len()..(s0 + gs) * g.out_len()];
-                let dyg: &[T] = if gs == 1 {
-                    dy_s
-                } else {
-                    regroup(dy_s, &mut sc.mat, g.cout, p, gs);
-                    &sc.mat
-                };
+                let dyg = grouped_dy(g, dy, s0, gs, &mut sc.mat);
                 let cols: &[T] = if gs == 1 && g.pointwise() {
                     &x[s0 * g.in_len()..(s0 + 1) * g.in_len()]
                 } else {
@@ -448,19 +453,33 @@ impl ConvForward {
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Tensor)> {
         let dy = dy.contiguous()?;
-        // No input gradient where nothing upstream needs one (the first layer's images).
-        let dx = if x.track_op() {
-            Some(dy.apply_op2_no_bwd(w, &ConvInputGrad(self.0))?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&dy, &ConvWeightGrad(self.0))?)
-        } else {
-            None
-        };
+        let (dx, dw) =
+            input_and_weight_grads(x, w, &dy, &ConvInputGrad(self.0), &ConvWeightGrad(self.0))?;
         Ok((dx, dw, dy))
     }
+}
+
+/// The gradients of a convolution-like op's (input, weight) from its two gradient ops
+/// (`input_op` on (dy, weight), `weight_op` on (input, dy)), each skipped when its argument
+/// needs none: no input gradient for the first layer's images.
+pub(crate) fn input_and_weight_grads(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    input_op: &impl CustomOp2,
+    weight_op: &impl CustomOp2,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    let dx = if x.track_op() {
+        Some(dy.apply_op2_no_bwd(w, input_op)?)
+    } else {
+        None
+    };
+    let dw = if w.track_op() {
+        Some(x.apply_op2_no_bwd(dy, weight_op)?)
+    } else {
+        None
+    };
+    Ok((dx, dw))
 }
 
 impl CustomOp2 for ConvForward {
@@ -532,57 +551,21 @@ impl CustomOp3 for ConvForward {
     }
 }
 
-impl CustomOp2 for ConvInputGrad {
-    fn name(&self) -> &'static str {
-        "safs-conv2d-input-grad"
-    }
+gradient_op2!(
+    ConvInputGrad,
+    "safs-conv2d-input-grad",
+    input_grad,
+    ("conv2d dy", "conv2d weight"),
+    |g| (g.n, g.cin, g.h, g.w)
+);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        dispatch_float!(s1, self.name(), |T| {
-            let dx = input_grad::<T>(
-                g,
-                slice(s1, l1, "conv2d dy")?,
-                slice(s2, l2, "conv2d weight")?,
-            );
-            Ok((
-                T::to_cpu_storage_owned(dx),
-                Shape::from((g.n, g.cin, g.h, g.w)),
-            ))
-        })
-    }
-}
-
-impl CustomOp2 for ConvWeightGrad {
-    fn name(&self) -> &'static str {
-        "safs-conv2d-weight-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        dispatch_float!(s1, self.name(), |T| {
-            let dw = weight_grad::<T>(
-                g,
-                slice(s1, l1, "conv2d input")?,
-                slice(s2, l2, "conv2d dy")?,
-            );
-            let shape = (g.cout, g.cin / g.groups, g.kh, g.kw);
-            Ok((T::to_cpu_storage_owned(dw), Shape::from(shape)))
-        })
-    }
-}
+gradient_op2!(
+    ConvWeightGrad,
+    "safs-conv2d-weight-grad",
+    weight_grad,
+    ("conv2d input", "conv2d dy"),
+    |g| (g.cout, g.cin / g.groups, g.kh, g.kw)
+);
 
 /// PyTorch's `conv2d(x, w, stride, padding, groups)` without bias, for (N, C, H, W) input.
 pub fn conv2d(

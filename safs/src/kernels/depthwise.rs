@@ -7,8 +7,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::conv::ConvGeom;
-use super::storage::{dispatch_float, slice};
+use super::conv::{input_and_weight_grads, ConvGeom};
+use super::storage::{dispatch_float, gradient_op2, slice};
 use super::use_custom;
 use crate::model::expand_channels;
 use crate::{Error, Result};
@@ -131,74 +131,26 @@ impl CustomOp2 for DepthwiseForward {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        let dx = if x.track_op() {
-            Some(dy.apply_op2_no_bwd(w, &DepthwiseInputGrad(self.0))?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&dy, &DepthwiseWeightGrad(self.0))?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        let (input_op, weight_op) = (DepthwiseInputGrad(self.0), DepthwiseWeightGrad(self.0));
+        input_and_weight_grads(x, w, &dy.contiguous()?, &input_op, &weight_op)
     }
 }
 
-impl CustomOp2 for DepthwiseInputGrad {
-    fn name(&self) -> &'static str {
-        "safs-depthwise-input-grad"
-    }
+gradient_op2!(
+    DepthwiseInputGrad,
+    "safs-depthwise-input-grad",
+    input_grad,
+    ("depthwise dy", "depthwise weight"),
+    |g| (g.n, g.cin, g.h, g.w)
+);
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        dispatch_float!(s1, self.name(), |T| {
-            let dx = input_grad::<T>(
-                g,
-                slice(s1, l1, "depthwise dy")?,
-                slice(s2, l2, "depthwise weight")?,
-            );
-            Ok((
-                T::to_cpu_storage_owned(dx),
-                Shape::from((g.n, g.cin, g.h, g.w)),
-            ))
-        })
-    }
-}
-
-impl CustomOp2 for DepthwiseWeightGrad {
-    fn name(&self) -> &'static str {
-        "safs-depthwise-weight-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        dispatch_float!(s1, self.name(), |T| {
-            let dw = weight_grad::<T>(
-                g,
-                slice(s1, l1, "depthwise input")?,
-                slice(s2, l2, "depthwise dy")?,
-            );
-            Ok((
-                T::to_cpu_storage_owned(dw),
-                Shape::from((g.cin, 1, g.kh, g.kw)),
-            ))
-        })
-    }
-}
+gradient_op2!(
+    DepthwiseWeightGrad,
+    "safs-depthwise-weight-grad",
+    weight_grad,
+    ("depthwise input", "depthwise dy"),
+    |g| (g.cin, 1, g.kh, g.kw)
+);
 
 /// Depthwise convolution of an (N, C, H, W) batch with a (C, 1, k, k) weight: PyTorch's
 /// `conv2d(x, w, stride, padding, groups = C)`.

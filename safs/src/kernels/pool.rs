@@ -4,10 +4,10 @@
 //! is a reshape and a max reduction (correct, but it sends a tied window's gradient to every
 //! tied element); the kernel routes it to the first maximum, as PyTorch does.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::storage::{dispatch_float, slice};
+use super::storage::{dispatch_float, gradient_op2, slice};
 use super::use_custom;
 use crate::{Error, Result};
 
@@ -82,40 +82,29 @@ impl CustomOp1 for MaxPoolForward {
     }
 }
 
-impl CustomOp2 for MaxPoolGrad {
-    fn name(&self) -> &'static str {
-        "safs-max-pool2d-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        let (ho, wo) = g.out();
-        dispatch_float!(s1, self.name(), |T| {
-            let x: &[T] = slice(s1, l1, "max_pool2d input")?;
-            let dy: &[T] = slice(s2, l2, "max_pool2d dy")?;
-            let hw = g.h * g.w;
-            let mut dx = vec![T::from_f64(0.0); g.n * g.c * hw];
-            dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
-                let plane = &x[p * hw..(p + 1) * hw];
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        dxp[g.argmax(plane, oy, ox)] += dy[(p * ho + oy) * wo + ox];
-                    }
-                }
-            });
-            Ok((
-                T::to_cpu_storage_owned(dx),
-                Shape::from((g.n, g.c, g.h, g.w)),
-            ))
-        })
-    }
+/// The gradient of the input: each window's output gradient lands on its argmax.
+fn pool_grad<T: WithDType>(g: &PoolGeom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (ho, wo) = g.out();
+    let hw = g.h * g.w;
+    let mut dx = vec![T::from_f64(0.0); g.n * g.c * hw];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
+        let plane = &x[p * hw..(p + 1) * hw];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                dxp[g.argmax(plane, oy, ox)] += dy[(p * ho + oy) * wo + ox];
+            }
+        }
+    });
+    dx
 }
+
+gradient_op2!(
+    MaxPoolGrad,
+    "safs-max-pool2d-grad",
+    pool_grad,
+    ("max_pool2d input", "max_pool2d dy"),
+    |g| (g.n, g.c, g.h, g.w)
+);
 
 /// k x k max pooling with stride k of an (N, C, H, W) batch; H and W must divide by k.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {

@@ -36,3 +36,34 @@ macro_rules! dispatch_float {
     };
 }
 pub(crate) use dispatch_float;
+
+/// Implements `CustomOp2` for a gradient op (no backward of its own) whose CPU kernel is
+/// `$kernel::<T>(&self.0, first input, second input) -> Vec<T>`, with output shape `$shape`
+/// (an expression of the op's geometry `$g`).
+macro_rules! gradient_op2 {
+    ($op:ty, $name:literal, $kernel:ident, ($first:literal, $second:literal), |$g:ident| $shape:expr) => {
+        impl candle_core::CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                let $g = &self.0;
+                $crate::kernels::storage::dispatch_float!(s1, $name, |T| {
+                    let a = $crate::kernels::storage::slice(s1, l1, $first)?;
+                    let b = $crate::kernels::storage::slice(s2, l2, $second)?;
+                    let out = $kernel::<T>($g, a, b);
+                    let storage = <T as candle_core::WithDType>::to_cpu_storage_owned(out);
+                    Ok((storage, candle_core::Shape::from($shape)))
+                })
+            }
+        }
+    };
+}
+pub(crate) use gradient_op2;
