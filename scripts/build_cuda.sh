@@ -3,7 +3,7 @@
 # and no system CUDA: the CUDA 13.0 toolkit pieces come from PyPI wheels, compiled for
 # compute capability 9.0 (H100/H200), whose driver 580 runs CUDA 13.0.
 #
-#   scripts/build_cuda.sh            # -> target-cuda/release/{safs,examples/device_check}
+#   scripts/build_cuda.sh   # -> target-cuda/release/safs, target-cuda/device_check.gz
 #
 # Knobs: SAFS_CUDA_PREFIX (where the toolkit is unpacked, default ~/.cache/safs/cuda13),
 # CUDA_COMPUTE_CAP (default 90), SAFS_CUDA_TARGET (cargo target dir, default target-cuda).
@@ -48,4 +48,8 @@ export RUSTFLAGS="${RUSTFLAGS:-} -L native=$cuda/lib -L native=$cuda/lib/stubs"
 export CARGO_TARGET_DIR="${SAFS_CUDA_TARGET:-$PWD/target-cuda}"
 nvcc --version | tail -2
 cargo build --release --locked -p safs --features cuda --bin safs --example device_check
-ls -la "$CARGO_TARGET_DIR/release/safs" "$CARGO_TARGET_DIR/release/examples/device_check"
+# What travels to the GPU machine (64 MiB limit): the stripped, gzipped device check
+# (about 19 MB; the embedded PTX kernels make it 77 MB unpacked).
+strip -o "$CARGO_TARGET_DIR/device_check" "$CARGO_TARGET_DIR/release/examples/device_check"
+gzip -9 -f "$CARGO_TARGET_DIR/device_check"
+ls -la "$CARGO_TARGET_DIR/release/safs" "$CARGO_TARGET_DIR/device_check.gz"

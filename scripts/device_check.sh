@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 target="${1:-target-cuda}"
 out="${OUT:-$PWD/device-check-out}"
 mkdir -p "$out"
+bin="$target/release/examples/device_check"
+if [ -f "$target/device_check.gz" ]; then   # what scripts/build_cuda.sh packs for the trip
+  bin="$(mktemp -d)/device_check"
+  gunzip -c "$target/device_check.gz" > "$bin" && chmod +x "$bin"
+fi
 libs="$(python3 - <<'PY'
 import glob, os, site
 dirs = set()
@@ -23,6 +28,6 @@ export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   date -u +"%Y-%m-%d %H:%M:%S UTC"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  timeout 540 "$target/release/examples/device_check" cuda
+  timeout 540 "$bin" cuda
   echo "exit status: $?"
 } 2>&1 | tee "$out/device_check.txt"
