@@ -23,7 +23,9 @@ fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// Zeroes all but a `keep` fraction of `w` (chosen at random).
 fn prune(w: &candle_core::Var, keep: f64) -> Result<()> {
-    let mask = Tensor::rand(0f32, 1.0, w.shape(), w.device())?.lt(keep)?.to_dtype(DType::F32)?;
+    let mask = Tensor::rand(0f32, 1.0, w.shape(), w.device())?
+        .lt(keep)?
+        .to_dtype(DType::F32)?;
     w.set(&w.as_tensor().mul(&mask)?)?;
     Ok(())
 }
