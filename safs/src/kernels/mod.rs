@@ -3,10 +3,11 @@
 //! Stock Candle 0.11 runs a convolution's input gradient as a plain-loop transposed
 //! convolution, a grouped convolution as one convolution per group, and BatchNorm as a chain
 //! of element-wise passes. The ops here do the same maths as gemm calls and fused loops,
-//! parallel over the batch on Candle's rayon pool:
+//! parallel over the batch on rayon's global pool (one sample range per thread):
 //!
-//! - [`conv2d`]: im2col + gemm forward, input gradient (skipped when the input needs none,
-//!   e.g. the first layer's images) and weight gradient;
+//! - [`conv2d`], [`conv2d_bias`]: im2col + gemm forward, input gradient (skipped when the
+//!   input needs none, e.g. the first layer's images) and weight gradient; small feature maps
+//!   put several samples into one product;
 //! - [`depthwise_conv2d`]: direct loops, one filter per channel;
 //! - [`batch_norm_train`]: fused training-mode BatchNorm forward and backward;
 //! - [`max_pool2d`]: non-overlapping max pooling whose gradient goes to the window's argmax;
@@ -70,7 +71,7 @@ pub(crate) fn use_custom(t: &Tensor) -> bool {
     enabled() && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// The number of threads the kernels split work across (Candle's rayon pool).
+/// The number of threads the kernels split work across (rayon's global pool).
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
