@@ -2,10 +2,12 @@
 //!
 //! Inside [`with_sparse_inference`], every [`crate::model::Conv2d`] and
 //! [`crate::model::Linear`] whose weight has at least the given fraction of zeros runs a
-//! compressed (CSR) kernel: a convolution is a sum over its non-zero taps of shifted input
-//! planes, a linear layer a CSR times dense product. Work falls with the number of non-zero
-//! weights. The compressed weights are built once per scope and layer; outputs carry no
-//! gradient, so the scope is for evaluation only.
+//! compressed (CSR) kernel: a convolution builds the im2col columns of a group of samples
+//! and sums, per output channel, the column rows of its non-zero weights; a linear layer is a
+//! CSR times dense product. The multiply-adds fall with the number of non-zero weights; the
+//! im2col copy does not. Depthwise convolutions stay dense (their direct kernel is cheaper).
+//! The compressed weights are built once per scope and layer; outputs carry no gradient, so
+//! the scope is for evaluation only.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
