@@ -1,17 +1,17 @@
 //! A per-channel affine map `y = x * scale[c] + shift[c]` of an (N, C, H, W) batch in one
 //! pass: BatchNorm in eval mode, with running statistics folded into scale and shift.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::bias::{channel_sums, ChannelSum, Dims};
-use super::storage::{dispatch_float, slice};
+use super::storage::{dispatch_float, gradient_op2, slice};
 use super::use_custom;
 use crate::model::expand_channels;
 use crate::{Error, Result};
 
 struct ChannelAffine(Dims);
-/// Gradient of the scale: per-channel sums of dy * x, from (x, dy) packed as one tensor.
+/// Gradient of the scale: per-channel sums of x * dy, from (x, dy).
 struct ScaleGrad(Dims);
 
 impl CustomOp3 for ChannelAffine {
@@ -63,8 +63,7 @@ impl CustomOp3 for ChannelAffine {
             None
         };
         let dscale = if scale.track_op() {
-            let packed = Tensor::cat(&[&x.flatten_all()?, &dy.flatten_all()?], 0)?;
-            Some(packed.apply_op1_no_bwd(&ScaleGrad(d))?)
+            Some(x.contiguous()?.apply_op2_no_bwd(&dy, &ScaleGrad(d))?)
         } else {
             None
         };
@@ -77,23 +76,19 @@ impl CustomOp3 for ChannelAffine {
     }
 }
 
-impl CustomOp1 for ScaleGrad {
-    fn name(&self) -> &'static str {
-        "safs-channel-affine-scale-grad"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = self.0;
-        dispatch_float!(s, self.name(), |T| {
-            let both: &[T] = slice(s, l, "scale gradient input")?;
-            let (x, dy) = both.split_at(both.len() / 2);
-            let prod: Vec<T> = x.iter().zip(dy).map(|(&a, &b)| a * b).collect();
-            let sums = channel_sums(&prod, d.n, d.c, d.hw);
-            let out: Vec<T> = sums.into_iter().map(T::from_f64).collect();
-            Ok((T::to_cpu_storage_owned(out), Shape::from(d.c)))
-        })
-    }
+fn scale_grad<T: WithDType>(d: &Dims, x: &[T], dy: &[T]) -> Vec<T> {
+    let prod: Vec<T> = x.iter().zip(dy).map(|(&a, &b)| a * b).collect();
+    let sums = channel_sums(&prod, d.n, d.c, d.hw);
+    sums.into_iter().map(T::from_f64).collect()
 }
+
+gradient_op2!(
+    ScaleGrad,
+    "safs-channel-affine-scale-grad",
+    scale_grad,
+    ("channel affine input", "channel affine dy"),
+    |d| d.c
+);
 
 /// `y[n, c, h, w] = x[n, c, h, w] * scale[c] + shift[c]` for an (N, C, H, W) batch.
 pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {

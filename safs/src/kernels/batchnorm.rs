@@ -231,19 +231,16 @@ pub fn batch_norm_train(
         .reshape((n, c, h * w))?
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?
         .reshape((n, c, h, w))?;
-    let (mean, var, _) = moments
-        .lock()
-        .expect("moments lock")
-        .take()
+    // Read, not taken: the backward pass needs the same moments.
+    let guard = moments.lock().expect("moments lock");
+    let (mean, var, _) = guard
+        .as_ref()
         .ok_or_else(|| Error::Config("batch_norm_train: forward pass left no statistics".into()))?;
-    // The backward pass reads the moments again; put them back.
     let stats = BatchStats {
-        mean: Tensor::from_vec(mean.clone(), c, x.device())?.to_dtype(x.dtype())?,
-        var: Tensor::from_vec(var.clone(), c, x.device())?.to_dtype(x.dtype())?,
+        mean: Tensor::from_slice(mean, c, x.device())?.to_dtype(x.dtype())?,
+        var: Tensor::from_slice(var, c, x.device())?.to_dtype(x.dtype())?,
         count,
     };
-    let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    *moments.lock().expect("moments lock") = Some((mean, var, inv_std));
     Ok((y, stats))
 }
 
