@@ -103,6 +103,8 @@ fn train_lenet(seed: u64) -> (f64, f64, f64) {
         max_batches: None,
         optimizer: OptimizerConfig::sgd(0.02),
         schedule: Default::default(),
+        decay: Default::default(),
+        restore_best: false,
     };
     fit(
         model.as_mut(),

@@ -1,5 +1,5 @@
 //! Rich display of SAFS results in the evcxr Jupyter kernel: charts inline as SVG (or PNG),
-//! Polars frames and Table 1 as HTML tables, activation plans as coloured chips, and plain
+//! Polars frames, Table 1 and its summary over seeds ([`SeedTable`]) as HTML tables, activation plans as coloured chips, and plain
 //! text progress lines while an experiment runs.
 //!
 //! evcxr shows a value richly when the value of a cell's last expression has a method
@@ -19,7 +19,7 @@
 //! // a cell ending in any of these shows it richly:
 //! Table1::new(vec![row.clone()]).with_paper();           // Table 1, ours beside the paper's
 //! safs::plot::search_trajectory(progress.records(),       // a chart (inline SVG; a
-//!     safs::experiment::Stage::Stage1Search)?;            // safs Chart displays itself)
+//!     safs::experiment::Stage::Search(safs::experiment::Arm::Stage1))?; // (displays itself)
 //! safs::report::evals_frame(progress.records())?;         // a DataFrame as an HTML table
 //! kernel_extras::Html::new(&safs::report::evals_frame(progress.records())?).max_rows(40);
 //! # Ok(()) }
@@ -38,12 +38,14 @@ mod chart;
 mod html;
 mod plan;
 mod progress;
+mod seeds;
 mod table1;
 
 pub use chart::Png;
 pub use html::{escape, Html};
 pub use plan::PlanView;
 pub use progress::NotebookProgress;
+pub use seeds::SeedTable;
 pub use table1::Table1;
 
 use std::io::Write;

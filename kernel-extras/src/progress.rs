@@ -325,6 +325,7 @@ mod tests {
     use safs::train::{EpochSummary, Metrics};
 
     use super::*;
+    use safs::experiment::Arm;
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -353,8 +354,12 @@ mod tests {
             hparams: BTreeMap::new(),
             alphas: vec![1.0; 2],
             betas: vec![1.0; 2],
+            op_params: Vec::new(),
             valid_acc: acc,
             test_acc: None,
+            best_epoch: None,
+            epochs: Vec::new(),
+            train_images: 0,
             status,
             seconds: 1.5,
         }
@@ -365,15 +370,15 @@ mod tests {
         let mut observer = progress.observer();
         let obs: &mut safs::experiment::ExperimentObserver<'_> = &mut observer;
         obs(&ExperimentEvent::StageStarted {
-            stage: Stage::Stage1Search,
+            stage: Stage::Search(Arm::Stage1),
             total: 3,
         })?;
         obs(&ExperimentEvent::Evaluated {
-            record: rec(Stage::Stage1Search, 0, 50.0, EvalStatus::Ok),
+            record: rec(Stage::Search(Arm::Stage1), 0, 50.0, EvalStatus::Ok),
             cached: true,
         })?;
         obs(&ExperimentEvent::Train {
-            stage: Stage::Stage1Search,
+            stage: Stage::Search(Arm::Stage1),
             step: 1,
             event: TrainEvent::Epoch(EpochSummary {
                 epoch: 0,
@@ -390,7 +395,7 @@ mod tests {
             }),
         })?;
         obs(&ExperimentEvent::Train {
-            stage: Stage::Stage1Search,
+            stage: Stage::Search(Arm::Stage1),
             step: 1,
             event: TrainEvent::Batch {
                 epoch: 0,
@@ -401,12 +406,12 @@ mod tests {
             },
         })?;
         obs(&ExperimentEvent::Evaluated {
-            record: rec(Stage::Stage1Search, 1, 61.0, EvalStatus::Ok),
+            record: rec(Stage::Search(Arm::Stage1), 1, 61.0, EvalStatus::Ok),
             cached: false,
         })?;
         obs(&ExperimentEvent::Evaluated {
             record: rec(
-                Stage::Stage1Search,
+                Stage::Search(Arm::Stage1),
                 2,
                 0.0,
                 EvalStatus::Failed("loss is NaN\nat epoch 2".into()),
@@ -414,10 +419,10 @@ mod tests {
             cached: false,
         })?;
         obs(&ExperimentEvent::StageStarted {
-            stage: Stage::Stage1Final,
+            stage: Stage::Final(Arm::Stage1),
             total: 1,
         })?;
-        let mut fin = rec(Stage::Stage1Final, 0, 62.0, EvalStatus::Ok);
+        let mut fin = rec(Stage::Final(Arm::Stage1), 0, 62.0, EvalStatus::Ok);
         fin.test_acc = Some(61.5);
         obs(&ExperimentEvent::Evaluated {
             record: fin,

@@ -8,9 +8,11 @@
 //! and its scales.
 
 pub mod op;
+pub mod params;
 pub mod slot;
 
 pub use op::{Op, ALL, SEARCH_SPACE};
+pub use params::OpParams;
 pub use slot::Activation;
 pub mod plan;
 

@@ -282,7 +282,7 @@ fn relu6(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Stable sigmoid: with `e = exp(-|x|)`, `1/(1+e)` for `x >= 0`, `e/(1+e)` otherwise.
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
+pub(super) fn sigmoid(x: &Tensor) -> Result<Tensor> {
     let e = x.abs()?.neg()?.exp()?;
     let pos = x.ge(0.0)?.to_dtype(x.dtype())?.detach();
     // numerator: 1 where x >= 0, e where x < 0
@@ -291,7 +291,7 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Stable softplus `max(x, 0) + ln(1 + exp(-|x|))`.
-fn softplus(x: &Tensor) -> Result<Tensor> {
+pub(super) fn softplus(x: &Tensor) -> Result<Tensor> {
     let l = x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
     x.relu()?.add(&l)
 }

@@ -1,29 +1,36 @@
-//! An activation slot: an operator with learnable input and output scales.
+//! An activation slot: an operator with learnable input and output scales (and, for
+//! TanhSoft-1, ACON-C and SRS, the operator's own parameters).
 
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::op::Op;
+use super::params::OpParams;
 
-/// One activation of a network, `f(x) = beta * op(alpha * x)`, with scalar `alpha` and
-/// `beta` (shape `[1]`, initialised to 1) that are learned when the slot is trainable.
+/// One activation of a network, `f(x) = beta * op(alpha * x; theta)`, with scalar `alpha` and
+/// `beta` (shape `[1]`, initialised to 1) that are learned when the slot is trainable, and the
+/// operator's own parameters `theta` (shape `[op.num_params()]`, see [`super::params`]).
 ///
-/// `Clone` is shallow: a clone shares its `alpha`/`beta` storage with the original.
+/// `Clone` is shallow: a clone shares its variables with the original.
 #[derive(Clone, Debug)]
 pub struct Activation {
     op: Op,
     alpha: Var,
     beta: Var,
     trainable: bool,
+    params: Var,
+    params_mode: OpParams,
 }
 
 impl Activation {
-    /// A frozen slot with `alpha = beta = 1` (so it computes `op` itself).
+    /// A frozen slot with `alpha = beta = 1` and the operator's literature parameters.
     pub fn new(op: Op, device: &Device, dtype: DType) -> crate::Result<Self> {
         Ok(Self {
             op,
             alpha: Var::ones(1, dtype, device)?,
             beta: Var::ones(1, dtype, device)?,
             trainable: false,
+            params: params_var(op, OpParams::Fixed, device, dtype)?,
+            params_mode: OpParams::Fixed,
         })
     }
 
@@ -32,9 +39,13 @@ impl Activation {
         self.op
     }
 
-    /// Replaces the operator (the scales are kept).
+    /// Replaces the operator (the scales are kept; the operator's parameters start anew
+    /// from the current [`OpParams`] mode).
     pub fn set_op(&mut self, op: Op) {
-        self.op = op;
+        if op != self.op {
+            self.op = op;
+            self.reset_params();
+        }
     }
 
     /// The current input scale.
@@ -80,6 +91,83 @@ impl Activation {
     pub fn beta_var(&self) -> &Var {
         &self.beta
     }
+
+    /// The operator's own parameters (shape `[op.num_params()]`, possibly empty).
+    pub fn params_var(&self) -> &Var {
+        &self.params
+    }
+
+    /// The operator's own parameter values.
+    pub fn params(&self) -> crate::Result<Vec<f64>> {
+        Ok(self.params.as_tensor().to_dtype(DType::F64)?.to_vec1()?)
+    }
+
+    /// Overwrites the operator's parameters; `values` must have one entry per parameter.
+    pub fn set_params(&mut self, values: &[f64]) -> crate::Result<()> {
+        if values.len() != self.op.num_params() {
+            return Err(crate::Error::Config(format!(
+                "{} takes {} parameters, {} given",
+                self.op,
+                self.op.num_params(),
+                values.len()
+            )));
+        }
+        if !values.is_empty() {
+            let t = Tensor::new(values, self.params.device())?.to_dtype(self.params.dtype())?;
+            self.params.set(&t)?;
+        }
+        Ok(())
+    }
+
+    /// How the operator's parameters start and whether they train.
+    pub fn params_mode(&self) -> OpParams {
+        self.params_mode
+    }
+
+    /// Sets the mode and resets the parameters to its starting values.
+    pub fn set_params_mode(&mut self, mode: OpParams) {
+        self.params_mode = mode;
+        self.reset_params();
+    }
+
+    /// Whether the operator has parameters that receive gradients.
+    pub fn params_trainable(&self) -> bool {
+        self.params_mode.trained() && self.op.num_params() > 0
+    }
+
+    fn reset_params(&mut self) {
+        // Infallible for a freshly built vector of the right length on the var's device.
+        self.params = params_var(
+            self.op,
+            self.params_mode,
+            self.alpha.device(),
+            self.alpha.dtype(),
+        )
+        .expect("a small vector on the slot's own device");
+    }
+
+    /// The operator applied with its parameters (tracked when they train).
+    fn apply_op(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let n = self.op.num_params();
+        if n == 0 {
+            return self.op.apply(x);
+        }
+        let all = if self.params_trainable() {
+            self.params.as_tensor().clone()
+        } else {
+            self.params.as_detached_tensor()
+        };
+        let ps = (0..n)
+            .map(|i| all.narrow(0, i, 1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        self.op.apply_with(x, &ps)
+    }
+}
+
+fn params_var(op: Op, mode: OpParams, device: &Device, dtype: DType) -> crate::Result<Var> {
+    let init = mode.init(op);
+    let t = Tensor::from_vec(init.clone(), init.len(), device)?.to_dtype(dtype)?;
+    Ok(Var::from_tensor(&t)?)
 }
 
 /// The single value of a shape-`[1]` variable, as `f64`.
@@ -92,8 +180,7 @@ impl candle_nn::Module for Activation {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.trainable {
             let y = self
-                .op
-                .apply(&x.broadcast_mul(self.alpha.as_tensor())?)?
+                .apply_op(&x.broadcast_mul(self.alpha.as_tensor())?)?
                 .broadcast_mul(self.beta.as_tensor())?;
             // A rank-0 input would come back with shape [1].
             return if y.dims() == x.dims() {
@@ -114,24 +201,23 @@ impl candle_nn::Module for Activation {
             } else {
                 x.affine(alpha, 0.0)?
             };
-            let y = self.op.apply(&scaled)?;
-            if beta == 1.0 {
-                Ok(y)
-            } else {
-                y.affine(beta, 0.0)
-            }
-        } else {
-            // On an accelerator reading the scales would force a host sync per call;
-            // multiply by detached copies instead (constants, no gradient).
-            let y = self
-                .op
-                .apply(&x.broadcast_mul(&self.alpha.as_detached_tensor())?)?
-                .broadcast_mul(&self.beta.as_detached_tensor())?;
-            if y.dims() == x.dims() {
+            let y = self.apply_op(&scaled)?;
+            let y = if beta == 1.0 { y } else { y.affine(beta, 0.0)? };
+            return if y.dims() == x.dims() {
                 Ok(y)
             } else {
                 y.reshape(x.shape())
-            }
+            };
+        }
+        // On an accelerator reading the scales would force a host sync per call;
+        // multiply by detached copies instead (constants, no gradient).
+        let y = self
+            .apply_op(&x.broadcast_mul(&self.alpha.as_detached_tensor())?)?
+            .broadcast_mul(&self.beta.as_detached_tensor())?;
+        if y.dims() == x.dims() {
+            Ok(y)
+        } else {
+            y.reshape(x.shape())
         }
     }
 }
@@ -265,5 +351,34 @@ mod tests {
         let a: Vec<f64> = slot.forward(&x).unwrap().to_vec1().unwrap();
         let b: Vec<f64> = Op::Hardswish.apply(&x).unwrap().to_vec1().unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn operator_parameters_train_only_when_learnt() {
+        let mut slot = Activation::new(Op::Srs, &Device::Cpu, DType::F64).unwrap();
+        assert_eq!(slot.params().unwrap(), Op::Srs.default_params());
+        assert!(!slot.params_trainable());
+        let (_, grads, _) = loss_grads(&slot, &XS);
+        assert!(grads.get(slot.params_var()).is_none());
+
+        slot.set_params_mode(OpParams::LearntFromOne);
+        assert_eq!(slot.params().unwrap(), [1.0, 1.0]);
+        assert!(slot.params_trainable());
+        let (loss, grads, _) = loss_grads(&slot, &XS);
+        let want: f64 = XS
+            .iter()
+            .map(|&x| Op::Srs.eval_f64_with(x, &[1.0, 1.0]))
+            .sum();
+        assert!((loss - want).abs() < 1e-12);
+        let g: Vec<f64> = grads.get(slot.params_var()).unwrap().to_vec1().unwrap();
+        assert_eq!(g.len(), 2);
+
+        // A new operator restarts from the mode's values; relu has none and nothing trains.
+        slot.set_params(&[2.0, 0.5]).unwrap();
+        slot.set_op(Op::Acon);
+        assert_eq!(slot.params().unwrap(), [1.0, 1.0, 1.0]);
+        slot.set_op(Op::Relu);
+        assert!(slot.params().unwrap().is_empty() && !slot.params_trainable());
+        assert!(slot.set_params(&[1.0]).is_err());
     }
 }

@@ -13,9 +13,11 @@ use crate::{Error, Result};
 pub enum BudgetPreset {
     /// Seconds: tiny data slices, for tests and CI.
     Smoke,
-    /// A laptop CPU: LeNet-5/MNIST end to end in well under an hour on 2 cores.
+    /// A laptop CPU: the paper's protocol with shorter fine-tunes, a shorter LAHC and fewer
+    /// trials (LeNet-5/MNIST about 45 minutes a seed on one core of a 2-core machine).
     Cpu,
-    /// The reference protocol (LAHC 20 steps, 20 HPO trials, long fine-tunes): for a GPU.
+    /// The authors' protocol (LAHC of at least 20 moves, 20 HPO trials, 50-epoch fine-tunes
+    /// as in their MNIST-default commit): for a GPU.
     Paper,
 }
 
@@ -45,10 +47,14 @@ impl FromStr for BudgetPreset {
 }
 
 /// Every size knob of a run. Presets fill it; a config may override single fields.
+///
+/// Every fine-tune of the pruned network (the magnitude-pruning baseline, each Stage 1
+/// candidate, each Stage 2 trial and each final) trains `finetune_epochs` epochs on the same
+/// images, so a candidate's score predicts the final fine-tune it stands for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    /// Training images used by dense training and final fine-tunes (all when absent).
+    /// Training images (all when absent).
     pub train_subset: Option<usize>,
     /// Validation images used for every score (all when absent).
     pub valid_subset: Option<usize>,
@@ -56,16 +62,13 @@ pub struct Budget {
     pub test_subset: Option<usize>,
     /// Epochs of dense training.
     pub dense_epochs: usize,
-    /// Epochs of every final fine-tune (baseline, Stage 1, Stage 2, SAFS).
+    /// Epochs of every fine-tune of the pruned network.
     pub finetune_epochs: usize,
-    /// Stage 1: number of evaluated plans (the starting ReLU plan included).
+    /// Stage 1's length: LAHC's minimum number of moves (the `lahc` package's
+    /// `steps_minimum`), the evaluations of the other search methods.
     pub search_steps: usize,
     /// Stage 2: number of HPO trials per arm.
     pub hpo_trials: usize,
-    /// Epochs of one Stage 1 candidate or Stage 2 trial.
-    pub search_epochs: usize,
-    /// Training images of one candidate or trial (all of `train_subset` when absent).
-    pub search_train_subset: Option<usize>,
     /// Batches per epoch cap for every training (all when absent).
     pub max_batches: Option<usize>,
     /// Channel width multiplier of the model (1.0 = the paper's widths).
@@ -85,12 +88,10 @@ impl Budget {
                 train_subset: Some(2_000),
                 valid_subset: Some(500),
                 test_subset: Some(1_000),
-                dense_epochs: 3,
+                dense_epochs: 2,
                 finetune_epochs: 1,
-                search_steps: 3,
+                search_steps: 2,
                 hpo_trials: 3,
-                search_epochs: 1,
-                search_train_subset: Some(1_000),
                 max_batches: None,
                 model_width: 1.0,
             },
@@ -98,12 +99,10 @@ impl Budget {
                 train_subset: None,
                 valid_subset: None,
                 test_subset: None,
-                dense_epochs: 8,
-                finetune_epochs: 8,
-                search_steps: 20,
-                hpo_trials: 12,
-                search_epochs: 2,
-                search_train_subset: Some(10_000),
+                dense_epochs: 50,
+                finetune_epochs: 10,
+                search_steps: 10,
+                hpo_trials: 10,
                 max_batches: None,
                 model_width: 1.0,
             },
@@ -111,12 +110,10 @@ impl Budget {
                 train_subset: None,
                 valid_subset: None,
                 test_subset: None,
-                dense_epochs: 60,
-                finetune_epochs: 60,
+                dense_epochs: 50,
+                finetune_epochs: 50,
                 search_steps: 20,
                 hpo_trials: 20,
-                search_epochs: 10,
-                search_train_subset: None,
                 max_batches: None,
                 model_width: 1.0,
             },
@@ -130,7 +127,6 @@ impl Budget {
             ("finetune_epochs", self.finetune_epochs),
             ("search_steps", self.search_steps),
             ("hpo_trials", self.hpo_trials),
-            ("search_epochs", self.search_epochs),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -141,7 +137,6 @@ impl Budget {
             ("train_subset", self.train_subset),
             ("valid_subset", self.valid_subset),
             ("test_subset", self.test_subset),
-            ("search_train_subset", self.search_train_subset),
             ("max_batches", self.max_batches),
         ];
         for (name, v) in sizes {
@@ -161,7 +156,7 @@ impl Budget {
     }
 }
 
-/// Optional per-field overrides of a preset (the `[budget_overrides]` table).
+/// Optional per-field overrides of a preset (a `[budgets.<preset>]` table).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetOverrides {
@@ -179,10 +174,6 @@ pub struct BudgetOverrides {
     pub search_steps: Option<usize>,
     /// See [`Budget::hpo_trials`].
     pub hpo_trials: Option<usize>,
-    /// See [`Budget::search_epochs`].
-    pub search_epochs: Option<usize>,
-    /// See [`Budget::search_train_subset`].
-    pub search_train_subset: Option<usize>,
     /// See [`Budget::max_batches`].
     pub max_batches: Option<usize>,
     /// See [`Budget::model_width`].
@@ -198,19 +189,12 @@ impl BudgetOverrides {
         macro_rules! val {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { b.$f = v; } )* };
         }
-        opt!(
-            train_subset,
-            valid_subset,
-            test_subset,
-            search_train_subset,
-            max_batches
-        );
+        opt!(train_subset, valid_subset, test_subset, max_batches);
         val!(
             dense_epochs,
             finetune_epochs,
             search_steps,
             hpo_trials,
-            search_epochs,
             model_width
         );
         b
@@ -256,6 +240,10 @@ mod tests {
         }
         let paper = Budget::preset(BudgetPreset::Paper);
         assert_eq!((paper.search_steps, paper.hpo_trials), (20, 20));
+        assert_eq!((paper.dense_epochs, paper.finetune_epochs), (50, 50));
+        // The retired per-search sizes are refused with the field named.
+        let e = toml::from_str::<BudgetOverrides>("search_epochs = 2").unwrap_err();
+        assert!(e.to_string().contains("search_epochs"), "{e}");
         let o: Budgets =
             toml::from_str("[cpu]\ndense_epochs = 3\nmax_batches = 5\nmodel_width = 0.25").unwrap();
         let b = o.resolve(BudgetPreset::Cpu);

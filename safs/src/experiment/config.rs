@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Budget, BudgetPreset, Budgets};
+use super::{Budget, BudgetPreset, Budgets, DataConfig, Protocol};
 use crate::data::DatasetKind;
 use crate::hpo::HpoMethod;
 use crate::model::ModelKind;
@@ -14,7 +14,7 @@ use crate::train::TrainConfig;
 use crate::{Error, Result};
 
 /// The arms of Table 1 a run can produce (dense training always runs or is loaded).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arm {
     /// Magnitude pruning fine-tuned with ReLU and the dense hyperparameters.
@@ -30,6 +30,26 @@ pub enum Arm {
 impl Arm {
     /// Every arm, in Table 1 order.
     pub const ALL: [Arm; 4] = [Arm::MagnitudePruning, Arm::Stage1, Arm::Stage2, Arm::Safs];
+
+    /// The snake_case name used in configs, logs and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arm::MagnitudePruning => "magnitude_pruning",
+            Arm::Stage1 => "stage1",
+            Arm::Stage2 => "stage2",
+            Arm::Safs => "safs",
+        }
+    }
+
+    /// The column title of Table 1.
+    pub fn title(self) -> &'static str {
+        match self {
+            Arm::MagnitudePruning => "magnitude pruning",
+            Arm::Stage1 => "Stage 1",
+            Arm::Stage2 => "Stage 2",
+            Arm::Safs => "SAFS",
+        }
+    }
 }
 
 fn default_arms() -> Vec<Arm> {
@@ -42,9 +62,11 @@ fn default_budget() -> BudgetPreset {
 
 fn default_search() -> SearchMethod {
     SearchMethod::Lahc {
-        steps: 20,
+        min_steps: 0,
         history: 3,
-        idle_steps: None,
+        idle_fraction: 0.02,
+        max_evaluations: None,
+        reference_move: false,
     }
 }
 
@@ -69,6 +91,10 @@ pub struct PruneConfig {
     /// How the weights to prune are chosen.
     #[serde(default = "default_prune_method")]
     pub method: PruneMethod,
+    /// Prunable weights left dense, by name (`*` matches any run of characters), e.g. the
+    /// SAFS authors' EfficientNet-B0 keeps `layers.*.fc2.weight` and the shortcut convs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_dense: Vec<String>,
 }
 
 fn default_prune_method() -> PruneMethod {
@@ -88,6 +114,10 @@ pub struct ExperimentConfig {
     /// One seed for weights, data split and order, and both searches.
     #[serde(default)]
     pub seed: u64,
+    /// Seeds `safs run` runs one after the other (one run folder each) when given; the
+    /// run folders' configs carry their own `seed` and no `seeds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     /// Images of the training files held out for validation (the dataset's default when
     /// absent: 10k for MNIST as in the paper, 5k for CIFAR-10).
     #[serde(default)]
@@ -98,11 +128,17 @@ pub struct ExperimentConfig {
     /// Per-preset changes, e.g. `[budgets.cpu] model_width = 0.25`.
     #[serde(default)]
     pub budgets: Budgets,
+    /// Data handling.
+    #[serde(default)]
+    pub data: DataConfig,
     /// Pruning.
     pub prune: PruneConfig,
-    /// The dense network's hyperparameters (also used by the baseline and Stage 1);
-    /// its `epochs` is replaced by the budget's.
+    /// The dense network's recipe, also used by the magnitude-pruning baseline and every
+    /// Stage 1 candidate. It has no `epochs`: the budget sets every epoch count.
     pub dense: TrainConfig,
+    /// Scoring, end weights, Stage 1 start, Stage 2 space: the protocol's choices.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Stage 1 search method (its step count comes from the budget).
     #[serde(default = "default_search")]
     pub search: SearchMethod,
@@ -152,9 +188,88 @@ impl ExperimentConfig {
         if self.arms.is_empty() {
             return Err(Error::Config("arms must name at least one arm".into()));
         }
-        self.dense.validate()?;
-        self.resolved_budget().validate()?;
+        if self.dense.epochs != 0 {
+            return Err(Error::Config(format!(
+                "[dense] epochs = {}: an experiment takes every epoch count from its budget \
+                 (dense_epochs, finetune_epochs); remove it, or set it per preset under \
+                 [budgets.<preset>]",
+                self.dense.epochs
+            )));
+        }
+        if let Some(n) = self.search_steps_in_file() {
+            return Err(Error::Config(format!(
+                "[search] {n}: the budget sets Stage 1's length (search_steps); remove it, or \
+                 set it per preset under [budgets.<preset>]"
+            )));
+        }
+        if self.seeds.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(Error::Config("seeds must list at least one seed".into()));
+        }
+        if self.protocol.final_repeats == 0 {
+            return Err(Error::Config(
+                "protocol.final_repeats must be at least 1".into(),
+            ));
+        }
+        self.search.validate_shape()?;
+        self.hpo.validate()?;
+        let budget = self.resolved_budget();
+        budget.validate()?;
+        let recipe = self.recipe(budget.finetune_epochs);
+        recipe.validate()?;
+        recipe
+            .schedule
+            .build(recipe.optimizer.lr(), recipe.epochs)?;
+        if self.protocol.hpo_default_first && self.runs_stage2() {
+            self.protocol.hpo_space.point_of(&recipe)?;
+        }
         Ok(())
+    }
+
+    /// The search's own step count if the file set one (it must come from the budget).
+    fn search_steps_in_file(&self) -> Option<String> {
+        match self.search {
+            SearchMethod::Lahc { min_steps, .. } if min_steps != 0 => {
+                Some(format!("min_steps = {min_steps}"))
+            }
+            SearchMethod::Random { steps } | SearchMethod::Annealing { steps, .. }
+                if steps != 0 =>
+            {
+                Some(format!("steps = {steps}"))
+            }
+            SearchMethod::Genetic { generations, .. } if generations != 0 => {
+                Some(format!("generations = {generations}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether Stage 2 runs (the Stage 2 or SAFS arm is asked for).
+    pub fn runs_stage2(&self) -> bool {
+        self.arms.contains(&Arm::Stage2) || self.arms.contains(&Arm::Safs)
+    }
+
+    /// The dense recipe with `epochs` epochs and the budget's batch cap.
+    pub fn recipe(&self, epochs: usize) -> TrainConfig {
+        let mut c = self.dense.clone();
+        c.epochs = epochs;
+        if let Some(m) = self.resolved_budget().max_batches {
+            c.max_batches = Some(m);
+        }
+        c
+    }
+
+    /// The seeds to run: the `seeds` list, else the one `seed`.
+    pub fn seed_list(&self) -> Vec<u64> {
+        self.seeds.clone().unwrap_or_else(|| vec![self.seed])
+    }
+
+    /// This config for one seed (no `seeds` list): what a run folder records.
+    pub fn for_seed(&self, seed: u64) -> Self {
+        Self {
+            seed,
+            seeds: None,
+            ..self.clone()
+        }
     }
 
     /// The run folder name: `<name>-<budget>-seed<seed>`.

@@ -5,6 +5,7 @@ mod budget;
 mod config;
 mod events;
 mod pipeline;
+pub mod protocol;
 pub mod record;
 mod run_dir;
 
@@ -12,5 +13,6 @@ pub use budget::{Budget, BudgetOverrides, BudgetPreset, Budgets};
 pub use config::{Arm, ExperimentConfig, PruneConfig};
 pub use events::ExperimentEvent;
 pub use pipeline::{Experiment, ExperimentObserver};
-pub use record::{EvalRecord, EvalStatus, ResultRow, Stage};
+pub use protocol::{Augmentation, DataConfig, EpochChoice, Normalization, Protocol, StartPlan};
+pub use record::{EpochPoint, EvalRecord, EvalStatus, ResultRow, Stage};
 pub use run_dir::RunDir;

@@ -1,33 +1,45 @@
-//! The SAFS pipeline: dense -> prune -> baseline -> Stage 1 -> Stage 2 -> SAFS.
+//! The SAFS pipeline: dense -> prune -> magnitude pruning -> Stage 1 -> Stage 2 -> SAFS.
 //!
-//! Every evaluation is memoised in the run folder by (stage, step). The searches are
+//! Every evaluation is memoised in the run folder by ([`Stage`], step). The searches are
 //! deterministic given the seed and the scores they see, so a resumed run replays the
 //! logged evaluations, re-creates the same search state, and continues where it stopped.
+//!
+//! Every fine-tune of the pruned network starts from the pruned checkpoint with the budget's
+//! `finetune_epochs` on the same images; candidates and trials are scored on the validation
+//! set by the [`Protocol`](super::Protocol)'s epoch choice, and only finals see the test set.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
+use super::protocol::{Augmentation, EpochChoice, Normalization, StartPlan};
 use super::{
-    Arm, Budget, EvalRecord, EvalStatus, ExperimentConfig, ExperimentEvent, ResultRow, RunDir,
-    Stage,
+    Arm, Budget, EpochPoint, EvalRecord, EvalStatus, ExperimentConfig, ExperimentEvent, ResultRow,
+    RunDir, Stage,
 };
 use crate::activation::{ActivationPlan, Op};
-use crate::data::{ImageSet, Splits};
-use crate::hpo::{run_hpo, safs_space, train_config_from, Config};
+use crate::data::{Augment, ImageSet, Normalize, Splits};
+use crate::hpo::{run_hpo_from, Config};
 use crate::model::Network;
-use crate::prune::Masks;
 use crate::report::{append_eval, evals_frame, table1_frame, write_csv, write_parquet};
-use crate::search::{run_search, SearchMethod, SearchSpace};
+use crate::search::{run_search, SearchSpace, SearchStep};
 use crate::train::{
-    evaluate, fit, load_checkpoint, save_checkpoint, CheckpointMeta, TrainConfig, TrainEvent,
+    evaluate, fit, load_checkpoint, save_checkpoint, CheckpointMeta, FitReport, TrainConfig,
+    TrainEvent,
 };
 use crate::{Error, Result};
 
 /// Receives every event; returning an error stops the run (finished work stays saved).
 pub type ExperimentObserver<'a> = dyn FnMut(&ExperimentEvent) -> Result<()> + 'a;
+
+/// Mixed into the seed for Stage 1's random start plan (its own stream).
+const START_PLAN_STREAM: u64 = 0x5AF5_0001;
+/// Data-order seed offset between two repeats of a final fine-tune.
+const REPEAT_SEED_STRIDE: u64 = 1_000_003;
 
 /// One experiment bound to its run folder, data and device.
 pub struct Experiment {
@@ -36,15 +48,7 @@ pub struct Experiment {
     dir: RunDir,
     device: Device,
     data: Splits,
-    search_train: ImageSet,
     cache: BTreeMap<(Stage, usize), EvalRecord>,
-}
-
-/// Which images a fine-tune trains on.
-#[derive(Clone, Copy)]
-enum TrainSet {
-    Full,
-    Search,
 }
 
 impl Experiment {
@@ -56,20 +60,17 @@ impl Experiment {
         device: Device,
     ) -> Result<Self> {
         cfg.validate()?;
+        if cfg.seeds.is_some() {
+            return Err(Error::Config(format!(
+                "{}: a run folder holds one seed, but the config lists seeds; run each with \
+                 ExperimentConfig::for_seed (the CLI does)",
+                run_dir.display()
+            )));
+        }
         let budget = cfg.resolved_budget();
         let dir = RunDir::open(run_dir, &cfg)?;
         let splits = cfg.dataset.load(data_root, cfg.valid_size, cfg.seed)?;
-        let cut = |set: &ImageSet, n: Option<usize>| match n {
-            Some(n) if n < set.len() => set.take(n),
-            _ => set.clone(),
-        };
-        let train = cut(&splits.train, budget.train_subset);
-        let data = Splits {
-            valid: cut(&splits.valid, budget.valid_subset),
-            test: cut(&splits.test, budget.test_subset),
-            train: train.clone(),
-        };
-        let search_train = cut(&train, budget.search_train_subset);
+        let data = prepare(&cfg, &budget, splits)?;
         let cache = dir
             .load_evals()?
             .into_iter()
@@ -81,7 +82,6 @@ impl Experiment {
             dir,
             device,
             data,
-            search_train,
             cache,
         })
     }
@@ -94,6 +94,16 @@ impl Experiment {
     /// The resolved budget.
     pub fn budget(&self) -> &Budget {
         &self.budget
+    }
+
+    /// The config this run folder holds.
+    pub fn config(&self) -> &ExperimentConfig {
+        &self.cfg
+    }
+
+    /// Every evaluation finished so far, in key order.
+    pub fn records(&self) -> Vec<EvalRecord> {
+        self.cache.values().cloned().collect()
     }
 
     /// Runs (or resumes) every arm of the config and returns the Table 1 row.
@@ -113,31 +123,26 @@ impl Experiment {
         row.dense = self.dense(observer)?.test_acc;
         self.prune()?;
         let arms = self.cfg.arms.clone();
-        let relu = ActivationPlan::uniform(self.cfg.model.default_op(), self.slots()?);
-        let dense_ft = self.dense_config(self.budget.finetune_epochs);
+        let default = ActivationPlan::uniform(self.cfg.model.default_op(), self.slots()?);
+        let recipe = self.cfg.recipe(self.budget.finetune_epochs);
 
         if arms.contains(&Arm::MagnitudePruning) {
-            let r = self.final_eval(Stage::Baseline, &relu, &dense_ft, false, observer)?;
-            row.magnitude_pruning = r.test_acc;
+            let v = self.final_arm(Arm::MagnitudePruning, &default, &recipe, false, observer)?;
+            row.magnitude_pruning = v;
         }
         let mut stage1_plan = None;
         if arms.contains(&Arm::Stage1) || arms.contains(&Arm::Safs) {
-            let plan = self.stage1_search(&relu, observer)?;
+            let plan = self.stage1_search(observer)?;
             if arms.contains(&Arm::Stage1) {
-                let r = self.final_eval(Stage::Stage1Final, &plan, &dense_ft, false, observer)?;
-                row.stage1 = r.test_acc;
+                row.stage1 = self.final_arm(Arm::Stage1, &plan, &recipe, false, observer)?;
             }
             stage1_plan = Some(plan);
         }
         if arms.contains(&Arm::Stage2) {
-            row.stage2 = self
-                .stage2(Stage::Stage2Search, Stage::Stage2Final, &relu, observer)?
-                .test_acc;
+            row.stage2 = self.stage2(Arm::Stage2, &default, observer)?;
         }
         if let (true, Some(plan)) = (arms.contains(&Arm::Safs), stage1_plan) {
-            row.safs = self
-                .stage2(Stage::SafsSearch, Stage::SafsFinal, &plan, observer)?
-                .test_acc;
+            row.safs = self.stage2(Arm::Safs, &plan, observer)?;
         }
         self.write_tables(&row)?;
         observer(&ExperimentEvent::Finished { row: row.clone() })?;
@@ -155,16 +160,6 @@ impl Experiment {
             self.cfg.seed,
             &self.device,
         )
-    }
-
-    /// The dense hyperparameters with another epoch count and the budget's batch cap.
-    fn dense_config(&self, epochs: usize) -> TrainConfig {
-        let mut c = self.cfg.dense.clone();
-        c.epochs = epochs;
-        if self.budget.max_batches.is_some() {
-            c.max_batches = self.budget.max_batches;
-        }
-        c
     }
 
     fn meta(
@@ -186,6 +181,10 @@ impl Experiment {
         }
     }
 
+    fn ends_with_best(&self) -> bool {
+        self.cfg.protocol.end_weights == EpochChoice::BestEpoch
+    }
+
     /// Trains (or loads) the dense network; its record carries the dense test accuracy.
     fn dense(&mut self, observer: &mut ExperimentObserver<'_>) -> Result<EvalRecord> {
         let key = (Stage::Dense, 0);
@@ -204,17 +203,18 @@ impl Experiment {
         })?;
         let start = Instant::now();
         let mut model = self.fresh_model()?;
-        let cfg = self.dense_config(self.budget.dense_epochs);
-        let valid_acc = match &self.cfg.dense_checkpoint {
+        let mut cfg = self.cfg.recipe(self.budget.dense_epochs);
+        cfg.restore_best = self.ends_with_best();
+        let (valid_acc, report) = match &self.cfg.dense_checkpoint {
             Some(path) => {
                 load_checkpoint(path, model.as_mut(), &self.device)?;
-                evaluate(
+                let m = evaluate(
                     model.as_ref(),
                     &self.data.valid,
                     cfg.eval_batch_size,
                     &self.device,
-                )?
-                .top1
+                )?;
+                (m.top1, FitReport::default())
             }
             None => {
                 let mut fwd = |ev: &TrainEvent, _: &dyn Network| {
@@ -233,8 +233,14 @@ impl Experiment {
                     self.cfg.seed,
                     &self.device,
                     &mut fwd,
-                )?;
-                report.final_valid().map_or(0.0, |m| m.top1)
+                )
+                .map_err(|e| match e {
+                    Error::Diverged(why) => Error::Diverged(format!(
+                        "dense training diverged ({why}); lower the learning rate of [dense]"
+                    )),
+                    e => e,
+                })?;
+                (report.held_valid().map_or(0.0, |m| m.top1), report)
             }
         };
         let test = evaluate(
@@ -246,12 +252,12 @@ impl Experiment {
         let meta = self.meta(model.as_ref(), cfg.epochs, Some(valid_acc), "dense");
         save_checkpoint(&self.dir.dense_path(), model.as_ref(), None, &meta)?;
         let record = self.record(
-            Stage::Dense,
-            0,
+            (Stage::Dense, 0),
             model.as_ref(),
             &cfg,
             valid_acc,
             Some(test.top1),
+            &report,
             EvalStatus::Ok,
             start,
         )?;
@@ -262,132 +268,140 @@ impl Experiment {
     fn prune(&mut self) -> Result<()> {
         let mut model = self.fresh_model()?;
         load_checkpoint(&self.dir.dense_path(), model.as_mut(), &self.device)?;
-        let masks = self
-            .cfg
-            .prune
+        let prune = &self.cfg.prune;
+        let masks = prune
             .method
-            .masks(model.as_ref(), self.cfg.prune.rate)?;
+            .masks_except(model.as_ref(), prune.rate, &prune.keep_dense)?;
         masks.apply(model.as_ref())?;
         let note = format!("{} pruned {}", self.cfg.prune.method, self.cfg.prune.rate);
         let meta = self.meta(model.as_ref(), 0, None, &note);
         save_checkpoint(&self.dir.pruned_path(), model.as_ref(), Some(&masks), &meta)
     }
 
-    /// Stage 1: the operator search; returns the best plan.
-    fn stage1_search(
-        &mut self,
-        start: &ActivationPlan,
-        observer: &mut ExperimentObserver<'_>,
-    ) -> Result<ActivationPlan> {
-        let method = with_steps(&self.cfg.search, self.budget.search_steps);
-        let space = SearchSpace {
-            ops: Op::SEARCH_SPACE.to_vec(),
-            slots: start.len(),
-            mode: self.cfg.search_mode,
+    /// Stage 1's search space and start plan.
+    fn stage1_space(&self) -> Result<(SearchSpace, ActivationPlan)> {
+        let space = SearchSpace::new(
+            Op::SEARCH_SPACE.to_vec(),
+            self.slots()?,
+            self.cfg.search_mode,
+        );
+        let start = match self.cfg.protocol.stage1_start {
+            StartPlan::Default => ActivationPlan::uniform(self.cfg.model.default_op(), space.slots),
+            StartPlan::Random => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ START_PLAN_STREAM);
+                space.random_plan(&mut rng)
+            }
         };
+        Ok((space, start))
+    }
+
+    /// Stage 1: the operator search; returns the best plan and writes the search trace.
+    fn stage1_search(&mut self, observer: &mut ExperimentObserver<'_>) -> Result<ActivationPlan> {
+        let method = self.cfg.search.with_steps(self.budget.search_steps);
+        let (space, start) = self.stage1_space()?;
+        let stage = Stage::Search(Arm::Stage1);
         observer(&ExperimentEvent::StageStarted {
-            stage: Stage::Stage1Search,
-            total: self.budget.search_steps,
+            stage,
+            total: method.evaluations(),
         })?;
-        let cfg = self.dense_config(self.budget.search_epochs);
+        let cfg = self.cfg.recipe(self.budget.finetune_epochs);
         let seed = self.cfg.seed;
         let mut objective = |step: usize, plan: &ActivationPlan| -> Result<f64> {
-            let r = self.eval(
-                Stage::Stage1Search,
-                step,
-                plan,
-                &cfg,
-                false,
-                TrainSet::Search,
-                None,
-                observer,
-            )?;
-            Ok(r.valid_acc)
+            Ok(self
+                .eval(stage, step, plan, &cfg, false, observer)?
+                .valid_acc)
         };
-        let result = run_search(&method, &space, start, seed, &mut objective, &mut |_| {})?;
+        let mut trace: Vec<SearchStep> = Vec::new();
+        let result = run_search(&method, &space, &start, seed, &mut objective, &mut |s| {
+            trace.push(s.clone())
+        })?;
+        self.dir.write_trace(stage, &trace)?;
         Ok(result.best_plan)
     }
 
-    /// Stage 2 on `plan`: HPO with learnt alpha/beta, then the best trial fully fine-tuned.
+    /// Stage 2 on `plan` for `arm` (Stage 2 only on the default plan, or SAFS): HPO with
+    /// learnt alpha/beta, then the best trial's configuration as the final fine-tune.
     fn stage2(
         &mut self,
-        search: Stage,
-        last: Stage,
+        arm: Arm,
         plan: &ActivationPlan,
         observer: &mut ExperimentObserver<'_>,
-    ) -> Result<EvalRecord> {
-        let space = safs_space();
-        let trial_base = self.dense_config(self.budget.search_epochs);
+    ) -> Result<Option<f64>> {
+        let kind = self.cfg.protocol.hpo_space;
+        let space = kind.space();
+        let recipe = self.cfg.recipe(self.budget.finetune_epochs);
+        let first: Vec<Config> = if self.cfg.protocol.hpo_default_first {
+            vec![kind.point_of(&recipe)?]
+        } else {
+            Vec::new()
+        };
+        let stage = Stage::Search(arm);
         observer(&ExperimentEvent::StageStarted {
-            stage: search,
+            stage,
             total: self.budget.hpo_trials,
         })?;
         let (method, trials, seed) = (self.cfg.hpo.clone(), self.budget.hpo_trials, self.cfg.seed);
         let mut objective = |i: usize, c: &Config| -> Result<f64> {
-            let cfg = train_config_from(c, &trial_base)?;
-            let r = self.eval(
-                search,
-                i,
-                plan,
-                &cfg,
-                true,
-                TrainSet::Search,
-                None,
-                observer,
-            )?;
-            Ok(r.valid_acc)
+            let cfg = kind.train_config(c, &recipe)?;
+            Ok(self.eval(stage, i, plan, &cfg, true, observer)?.valid_acc)
         };
-        let result = run_hpo(&method, &space, trials, seed, &mut objective, &mut |_| {})?;
-        let final_cfg = train_config_from(
-            &result.best.config,
-            &self.dense_config(self.budget.finetune_epochs),
+        let result = run_hpo_from(
+            &method,
+            &space,
+            trials,
+            seed,
+            &first,
+            &mut objective,
+            &mut |_| {},
         )?;
-        self.final_eval(last, plan, &final_cfg, true, observer)
+        let final_cfg = kind.train_config(&result.best.config, &recipe)?;
+        self.final_arm(arm, plan, &final_cfg, true, observer)
     }
 
-    fn final_eval(
+    /// The final fine-tune(s) of an arm; the test accuracy of the repeat with the best
+    /// validation score.
+    fn final_arm(
         &mut self,
-        stage: Stage,
+        arm: Arm,
         plan: &ActivationPlan,
         cfg: &TrainConfig,
-        trainable: bool,
+        scales: bool,
         observer: &mut ExperimentObserver<'_>,
-    ) -> Result<EvalRecord> {
-        observer(&ExperimentEvent::StageStarted { stage, total: 1 })?;
-        let out = self.dir.final_path(stage);
-        self.eval(
+    ) -> Result<Option<f64>> {
+        let stage = Stage::Final(arm);
+        let repeats = self.cfg.protocol.final_repeats;
+        observer(&ExperimentEvent::StageStarted {
             stage,
-            0,
-            plan,
-            cfg,
-            trainable,
-            TrainSet::Full,
-            Some(&out),
-            observer,
-        )
+            total: repeats,
+        })?;
+        let mut best: Option<EvalRecord> = None;
+        for r in 0..repeats {
+            let rec = self.eval(stage, r, plan, cfg, scales, observer)?;
+            if best.as_ref().is_none_or(|b| rec.valid_acc > b.valid_acc) {
+                best = Some(rec);
+            }
+        }
+        Ok(best.and_then(|b| b.test_acc))
     }
 
-    /// One memoised evaluation: fine-tune the pruned network with `plan` and `cfg`, score
-    /// it on the validation set (and on the test set when `save_to` is given).
-    #[allow(clippy::too_many_arguments)]
+    /// One memoised evaluation: fine-tune the pruned network with `plan` and `cfg` (alpha
+    /// and beta learnt when `scales`), score it on the validation set, and for finals test
+    /// it and save its checkpoint.
     fn eval(
         &mut self,
         stage: Stage,
         step: usize,
         plan: &ActivationPlan,
         cfg: &TrainConfig,
-        trainable: bool,
-        set: TrainSet,
-        save_to: Option<&Path>,
+        scales: bool,
         observer: &mut ExperimentObserver<'_>,
     ) -> Result<EvalRecord> {
         if let Some(r) = self.cache.get(&(stage, step)) {
             if &r.plan != plan {
                 return Err(Error::Config(format!(
-                    "run folder {}: logged {} step {step} used plan {}, the replay asks for {plan}; \
-                     the log does not belong to this configuration",
+                    "run folder {}: logged {stage} step {step} used plan {}, the replay asks for \
+                     {plan}; the log does not belong to this configuration",
                     self.dir.root().display(),
-                    stage.name(),
                     r.plan
                 )));
             }
@@ -398,19 +412,26 @@ impl Experiment {
             })?;
             return Ok(r);
         }
+        let is_final = matches!(stage, Stage::Final(_));
         let start = Instant::now();
         let mut model = self.fresh_model()?;
         let (_, masks) = load_checkpoint(&self.dir.pruned_path(), model.as_mut(), &self.device)?;
-        let masks: Option<Masks> = masks;
         model.set_plan(plan)?;
+        let protocol = &self.cfg.protocol;
         for slot in model.activations_mut() {
             slot.set_scales(1.0, 1.0)?;
+            slot.set_params_mode(protocol.op_params);
+            let parametric = slot.op().num_params() > 0;
+            slot.set_trainable(scales && (protocol.scales_on_parametric_ops || !parametric));
         }
-        model.set_scales_trainable(trainable);
-        let train = match set {
-            TrainSet::Full => &self.data.train,
-            TrainSet::Search => &self.search_train,
-        };
+        let mut cfg = cfg.clone();
+        cfg.restore_best = is_final && self.ends_with_best();
+        let score_by = protocol.score;
+        let data_seed = self.cfg.seed.wrapping_add(if is_final {
+            step as u64 * REPEAT_SEED_STRIDE
+        } else {
+            0
+        });
         let mut fwd = |ev: &TrainEvent, _: &dyn Network| {
             observer(&ExperimentEvent::Train {
                 stage,
@@ -421,55 +442,57 @@ impl Experiment {
         let outcome = fit(
             model.as_mut(),
             masks.as_ref(),
-            train,
+            &self.data.train,
             Some(&self.data.valid),
-            cfg,
-            self.cfg.seed,
+            &cfg,
+            data_seed,
             &self.device,
             &mut fwd,
         );
         let record = match outcome {
             Ok(report) => {
-                let valid = report.final_valid().map_or(0.0, |m| m.top1);
+                let m = match score_by {
+                    EpochChoice::BestEpoch => report.best_valid(),
+                    EpochChoice::LastEpoch => report.final_valid(),
+                };
+                let valid = m.map_or(0.0, |m| m.top1);
                 let valid = if valid.is_finite() { valid } else { 0.0 };
-                let test = match save_to {
-                    Some(path) => {
-                        let t = evaluate(
-                            model.as_ref(),
-                            &self.data.test,
-                            cfg.eval_batch_size,
-                            &self.device,
-                        )?;
-                        let meta = self.meta(model.as_ref(), cfg.epochs, Some(valid), stage.name());
-                        save_checkpoint(path, model.as_ref(), masks.as_ref(), &meta)?;
-                        Some(t.top1)
-                    }
-                    None => None,
+                let test = if is_final {
+                    let t = evaluate(
+                        model.as_ref(),
+                        &self.data.test,
+                        cfg.eval_batch_size,
+                        &self.device,
+                    )?;
+                    let held = report.held_valid().map(|m| m.top1);
+                    let meta = self.meta(model.as_ref(), cfg.epochs, held, &stage.name());
+                    let path = self.dir.final_repeat_path(stage, step);
+                    save_checkpoint(&path, model.as_ref(), masks.as_ref(), &meta)?;
+                    Some(t.top1)
+                } else {
+                    None
                 };
                 self.record(
-                    stage,
-                    step,
+                    (stage, step),
                     model.as_ref(),
-                    cfg,
+                    &cfg,
                     valid,
                     test,
+                    &report,
                     EvalStatus::Ok,
                     start,
                 )?
             }
-            Err(Error::Diverged(why)) => {
-                let test = save_to.map(|_| 0.0);
-                self.record(
-                    stage,
-                    step,
-                    model.as_ref(),
-                    cfg,
-                    0.0,
-                    test,
-                    EvalStatus::Failed(why),
-                    start,
-                )?
-            }
+            Err(Error::Diverged(why)) => self.record(
+                (stage, step),
+                model.as_ref(),
+                &cfg,
+                0.0,
+                is_final.then_some(0.0),
+                &FitReport::default(),
+                EvalStatus::Failed(why),
+                start,
+            )?,
             Err(e) => return Err(e),
         };
         self.commit(record, observer)
@@ -478,12 +501,12 @@ impl Experiment {
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
-        stage: Stage,
-        step: usize,
+        (stage, step): (Stage, usize),
         model: &dyn Network,
         cfg: &TrainConfig,
         valid_acc: f64,
         test_acc: Option<f64>,
+        report: &FitReport,
         status: EvalStatus,
         start: Instant,
     ) -> Result<EvalRecord> {
@@ -491,19 +514,22 @@ impl Experiment {
             Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        let scales =
-            |f: &dyn Fn(&crate::activation::Activation) -> Result<f64>| -> Result<Vec<f64>> {
-                model.activations().iter().map(f).collect()
-            };
+        let slots = model.activations();
         Ok(EvalRecord {
             stage,
             step,
             plan: model.plan(),
             hparams,
-            alphas: scales(&|a| a.alpha())?,
-            betas: scales(&|a| a.beta())?,
+            alphas: slots.iter().map(|a| a.alpha()).collect::<Result<_>>()?,
+            betas: slots.iter().map(|a| a.beta()).collect::<Result<_>>()?,
+            op_params: slots.iter().map(|a| a.params()).collect::<Result<_>>()?,
             valid_acc,
             test_acc,
+            best_epoch: report.best_epoch,
+            epochs: report.epochs.iter().map(EpochPoint::from).collect(),
+            train_images: cfg.max_batches.map_or(self.data.train.len(), |b| {
+                (b * cfg.batch_size).min(self.data.train.len())
+            }),
             status,
             seconds: start.elapsed().as_secs_f64(),
         })
@@ -538,18 +564,27 @@ impl Experiment {
     }
 }
 
-/// The search method with the budget's number of evaluations.
-fn with_steps(method: &SearchMethod, steps: usize) -> SearchMethod {
-    let mut m = method.clone();
-    match &mut m {
-        SearchMethod::Lahc { steps: s, .. }
-        | SearchMethod::Random { steps: s }
-        | SearchMethod::Annealing { steps: s, .. } => *s = steps,
-        SearchMethod::Genetic {
-            population,
-            generations,
-            ..
-        } => *generations = steps.div_ceil((*population).max(1)).max(1),
+/// The splits the budget and the data config ask for.
+fn prepare(cfg: &ExperimentConfig, budget: &Budget, splits: Splits) -> Result<Splits> {
+    let cut = |set: &ImageSet, n: Option<usize>| match n {
+        Some(n) if n < set.len() => set.take(n),
+        _ => set.clone(),
+    };
+    let mut data = Splits {
+        train: cut(&splits.train, budget.train_subset),
+        valid: cut(&splits.valid, budget.valid_subset),
+        test: cut(&splits.test, budget.test_subset),
+    };
+    match cfg.data.augment {
+        Augmentation::Dataset => {}
+        Augmentation::Flip => data.train = data.train.with_augment(Augment::Flip),
+        Augmentation::None => data.train = data.train.with_augment(Augment::None),
     }
-    m
+    if cfg.data.normalize == Normalization::None {
+        let plain = Normalize::identity(data.train.shape()[0]);
+        data.train = data.train.with_normalize(plain.clone())?;
+        data.valid = data.valid.with_normalize(plain.clone())?;
+        data.test = data.test.with_normalize(plain)?;
+    }
+    Ok(data)
 }

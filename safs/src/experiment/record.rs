@@ -1,46 +1,101 @@
 //! What an experiment writes down: one record per evaluation, one row per finished run.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::Arm;
 use crate::activation::ActivationPlan;
+use crate::train::EpochSummary;
+use crate::Error;
 
-/// The step of the SAFS pipeline an evaluation belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The part of the pipeline an evaluation belongs to; with the step index it is the key of
+/// an evaluation in the run folder.
+///
+/// Written as one snake_case word: `dense`, `<arm>_search` (Stage 1's operator search is
+/// `stage1_search`, the Stage 2 HPO on the ReLU plan `stage2_search`, on the Stage 1 plan
+/// `safs_search`) and `<arm>_final` (`magnitude_pruning_final`, ..., `safs_final`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
     /// Dense training.
     Dense,
-    /// Magnitude pruning, fine-tuned with ReLU and the dense hyperparameters.
-    Baseline,
-    /// A Stage 1 candidate (operator plan, short fine-tune).
-    Stage1Search,
-    /// The best Stage 1 plan, fully fine-tuned.
-    Stage1Final,
-    /// A Stage 2 trial on the ReLU plan ("Stage 2 only").
-    Stage2Search,
-    /// The best "Stage 2 only" trial, fully fine-tuned.
-    Stage2Final,
-    /// A Stage 2 trial on the Stage 1 plan (SAFS).
-    SafsSearch,
-    /// The best SAFS trial, fully fine-tuned.
-    SafsFinal,
+    /// A candidate or trial of the search that serves this arm.
+    Search(Arm),
+    /// The final fine-tune of this arm, tested.
+    Final(Arm),
 }
 
 impl Stage {
-    /// The snake_case name used in logs and tables.
-    pub fn name(self) -> &'static str {
+    /// The name used in logs and tables.
+    pub fn name(self) -> String {
         match self {
-            Stage::Dense => "dense",
-            Stage::Baseline => "baseline",
-            Stage::Stage1Search => "stage1_search",
-            Stage::Stage1Final => "stage1_final",
-            Stage::Stage2Search => "stage2_search",
-            Stage::Stage2Final => "stage2_final",
-            Stage::SafsSearch => "safs_search",
-            Stage::SafsFinal => "safs_final",
+            Stage::Dense => "dense".into(),
+            Stage::Search(a) => format!("{}_search", a.name()),
+            Stage::Final(a) => format!("{}_final", a.name()),
         }
+    }
+
+    /// The arm this stage serves (`None` for dense training).
+    pub fn arm(self) -> Option<Arm> {
+        match self {
+            Stage::Dense => None,
+            Stage::Search(a) | Stage::Final(a) => Some(a),
+        }
+    }
+
+    /// Whether this is a search stage (many evaluations, no test accuracy).
+    pub fn is_search(self) -> bool {
+        matches!(self, Stage::Search(_))
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s == "dense" {
+            return Ok(Stage::Dense);
+        }
+        // Logs of earlier versions called the magnitude-pruning final "baseline".
+        if s == "baseline" {
+            return Ok(Stage::Final(Arm::MagnitudePruning));
+        }
+        let arm = |a: &str| {
+            Arm::ALL
+                .into_iter()
+                .find(|x| x.name() == a)
+                .ok_or_else(|| Error::Config(format!("unknown stage '{s}'")))
+        };
+        if let Some(a) = s.strip_suffix("_search") {
+            return Ok(Stage::Search(arm(a)?));
+        }
+        if let Some(a) = s.strip_suffix("_final") {
+            return Ok(Stage::Final(arm(a)?));
+        }
+        Err(Error::Config(format!(
+            "unknown stage '{s}'; expected dense, <arm>_search or <arm>_final"
+        )))
+    }
+}
+
+impl Serialize for Stage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Stage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -54,12 +109,42 @@ pub enum EvalStatus {
     Failed(String),
 }
 
+/// One epoch of a training, as the log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training top-1 accuracy in percent.
+    pub train_acc: f64,
+    /// Validation top-1 accuracy in percent.
+    pub valid_acc: Option<f64>,
+    /// Validation loss.
+    pub valid_loss: Option<f64>,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+    /// Wall time of the epoch in seconds.
+    pub seconds: f64,
+}
+
+impl From<&EpochSummary> for EpochPoint {
+    fn from(e: &EpochSummary) -> Self {
+        EpochPoint {
+            train_loss: e.train_loss,
+            train_acc: e.train_acc,
+            valid_acc: e.valid.map(|m| m.top1),
+            valid_loss: e.valid.map(|m| m.loss),
+            lr: e.lr,
+            seconds: e.seconds,
+        }
+    }
+}
+
 /// One evaluation of the experiment log (one line of `evals.jsonl`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     /// Pipeline step.
     pub stage: Stage,
-    /// Index within the stage (search step or trial), from 0.
+    /// Index within the stage (search step, trial or final repeat), from 0.
     pub step: usize,
     /// Operator of every activation slot.
     pub plan: ActivationPlan,
@@ -69,10 +154,24 @@ pub struct EvalRecord {
     pub alphas: Vec<f64>,
     /// Learnt (or fixed) beta of every slot after training.
     pub betas: Vec<f64>,
-    /// Validation top-1 accuracy in percent (0 when failed).
+    /// The operators' own parameters of every slot after training (empty for most ops).
+    #[serde(default)]
+    pub op_params: Vec<Vec<f64>>,
+    /// The score: validation top-1 accuracy in percent of the best (or, by the protocol,
+    /// the last) epoch; 0 when failed.
     pub valid_acc: f64,
-    /// Test top-1 accuracy in percent; only final evaluations have one.
+    /// Test top-1 accuracy in percent of the weights the training ended with; only final
+    /// evaluations (and dense training) have one.
     pub test_acc: Option<f64>,
+    /// The epoch whose validation accuracy is the best (from 0).
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
+    /// Every epoch's losses and accuracies.
+    #[serde(default)]
+    pub epochs: Vec<EpochPoint>,
+    /// Training images seen per epoch.
+    #[serde(default)]
+    pub train_images: usize,
     /// Whether the evaluation finished.
     #[serde(flatten)]
     pub status: EvalStatus,
@@ -109,5 +208,60 @@ impl ResultRow {
     /// SAFS minus magnitude pruning, in accuracy points.
     pub fn gain(&self) -> Option<f64> {
         Some(self.safs? - self.magnitude_pruning?)
+    }
+
+    /// The test accuracy of an arm.
+    pub fn arm(&self, arm: Arm) -> Option<f64> {
+        match arm {
+            Arm::MagnitudePruning => self.magnitude_pruning,
+            Arm::Stage1 => self.stage1,
+            Arm::Stage2 => self.stage2,
+            Arm::Safs => self.safs,
+        }
+    }
+
+    /// Sets the test accuracy of an arm.
+    pub fn set_arm(&mut self, arm: Arm, value: Option<f64>) {
+        match arm {
+            Arm::MagnitudePruning => self.magnitude_pruning = value,
+            Arm::Stage1 => self.stage1 = value,
+            Arm::Stage2 => self.stage2 = value,
+            Arm::Safs => self.safs = value,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_round_trip() {
+        let all = [
+            Stage::Dense,
+            Stage::Search(Arm::Stage1),
+            Stage::Search(Arm::Stage2),
+            Stage::Search(Arm::Safs),
+            Stage::Final(Arm::MagnitudePruning),
+            Stage::Final(Arm::Stage1),
+            Stage::Final(Arm::Stage2),
+            Stage::Final(Arm::Safs),
+        ];
+        for s in all {
+            assert_eq!(s.name().parse::<Stage>().unwrap(), s);
+            let j = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<Stage>(&j).unwrap(), s);
+        }
+        assert_eq!(Stage::Search(Arm::Stage1).name(), "stage1_search");
+        assert_eq!(
+            Stage::Final(Arm::MagnitudePruning).name(),
+            "magnitude_pruning_final"
+        );
+        assert_eq!(
+            "baseline".parse::<Stage>().unwrap(),
+            Stage::Final(Arm::MagnitudePruning)
+        );
+        assert!("stage3_final".parse::<Stage>().is_err());
+        assert!("final".parse::<Stage>().is_err());
     }
 }

@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use safs_space::{flatten_config, safs_space, train_config_from};
+pub use safs_space::{flatten_config, reference_space, safs_space, train_config_from, HpoSpace};
 pub use space::{Condition, Config, Domain, Param, Space, Value};
 
 use crate::{Error, Result};
@@ -189,12 +189,32 @@ pub fn run_hpo(
     objective: &mut dyn FnMut(usize, &Config) -> Result<f64>,
     on_trial: &mut dyn FnMut(&Trial),
 ) -> Result<HpoResult> {
+    run_hpo_from(method, space, trials, seed, &[], objective, on_trial)
+}
+
+/// [`run_hpo`] whose first trials are `first` (e.g. the default configuration, as SMAC
+/// evaluates it first); the method proposes the rest, having been told their scores.
+pub fn run_hpo_from(
+    method: &HpoMethod,
+    space: &Space,
+    trials: usize,
+    seed: u64,
+    first: &[Config],
+    objective: &mut dyn FnMut(usize, &Config) -> Result<f64>,
+    on_trial: &mut dyn FnMut(&Trial),
+) -> Result<HpoResult> {
     if trials == 0 {
         return Err(Error::Config("hpo: trials must be >= 1".into()));
     }
     let mut opt = Optimizer::new(method, space, seed)?;
+    for c in first {
+        space.check(c)?;
+    }
     for index in 0..trials {
-        let config = opt.ask();
+        let config = match first.get(index) {
+            Some(c) => c.clone(),
+            None => opt.ask(),
+        };
         let score = objective(index, &config)?;
         on_trial(opt.tell(config, score));
     }
@@ -456,5 +476,57 @@ mod tests {
         );
         assert!(toml::from_str::<Doc>("[hpo]\nname = \"tpe\"\ngama = 0.5\n").is_err());
         assert!(toml::from_str::<Doc>("[hpo]\nname = \"smac\"\n").is_err());
+    }
+
+    #[test]
+    fn first_configs_run_first_and_inform_the_model() {
+        let (space, f) = synthetic();
+        let mut start = Config::new();
+        start.insert("opt".into(), Value::Cat("b".into()));
+        start.insert("x".into(), Value::Float(1e-3));
+        start.insert("y".into(), Value::Float(0.7));
+        start.insert("k".into(), Value::Int(37));
+        let r = run_hpo_from(
+            &HpoMethod::default(),
+            &space,
+            8,
+            4,
+            std::slice::from_ref(&start),
+            &mut |_, c| Ok(f(c)),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.trials[0].config, start);
+        // The given optimum stays the best, and the proposals after it are the plain run's
+        // proposals shifted by one (the start trial consumed no randomness).
+        assert_eq!(r.best.index, 0);
+        let plain = run_hpo(
+            &HpoMethod::default(),
+            &space,
+            8,
+            4,
+            &mut |_, c| Ok(f(c)),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.trials[1].config, plain.trials[0].config);
+        // A start outside the space is refused before any trial runs.
+        let mut bad = start.clone();
+        bad.insert("x".into(), Value::Float(5.0));
+        let mut calls = 0;
+        assert!(run_hpo_from(
+            &HpoMethod::default(),
+            &space,
+            3,
+            0,
+            &[bad],
+            &mut |_, _| {
+                calls += 1;
+                Ok(0.0)
+            },
+            &mut |_| {}
+        )
+        .is_err());
+        assert_eq!(calls, 0);
     }
 }

@@ -1,26 +1,319 @@
-//! The SAFS Stage 2 search space and its mapping onto a fine-tuning [`TrainConfig`].
+//! The Stage 2 search spaces and their mapping onto a fine-tuning [`TrainConfig`].
 //!
-//! | name           | domain                                                   | active when               |
-//! |----------------|----------------------------------------------------------|---------------------------|
-//! | `optimizer`    | `sgd`, `adam`, `adamw`                                   | always                    |
-//! | `lr`           | float, log, `[1e-4, 1e-1]`                               | always                    |
-//! | `momentum`     | float `[0.1, 0.999]`                                     | `optimizer = sgd`         |
-//! | `nesterov`     | `false`, `true`                                          | `optimizer = sgd`         |
-//! | `weight_decay` | float, log, `[1e-6, 1e-2]`                               | always                    |
-//! | `schedule`     | `constant`, `step`, `cosine`, `cosine_warm_restarts`, `linear`, `plateau`, `exponential` | always |
-//! | `step_gamma`   | float `[0.1, 0.9]`                                       | `schedule = step`         |
-//! | `exp_gamma`    | float `[0.8, 0.99]`                                      | `schedule = exponential`  |
-//! | `restart_t0`   | int `[1, 10]`                                            | `schedule = cosine_warm_restarts` |
+//! **`reference`** follows the SAFS authors' SMAC space (`optimization/smac_opt.py`) and their
+//! schedule definitions (`utility.py`, `Set_Lr_Policy`; `E` = epochs of the fine-tune):
+//!
+//! | name           | domain                                                  | active when          |
+//! |----------------|---------------------------------------------------------|----------------------|
+//! | `optimizer`    | `sgd`, `tadam`, `fromage`, `adam`                       | always               |
+//! | `lr`           | float, log, `[1e-4, 1e-1]`                              | always               |
+//! | `weight_decay` | float, uniform, `[1e-5, 1e-1]`                          | not `fromage`        |
+//! | `momentum`     | float `[0.1, 0.999]`                                    | `optimizer = sgd`    |
+//! | `schedule`     | `step`, `cosine_warm_restarts`, `constant`, `cosine`, `linear`, `plateau`, `halving` | `optimizer = sgd` |
+//!
+//! | schedule               | as the authors define it                                          |
+//! |------------------------|-------------------------------------------------------------------|
+//! | `step`                 | `StepLR(step_size = E // 4, gamma = 0.1)`                         |
+//! | `cosine_warm_restarts` | `CosineAnnealingWarmRestarts(T_0 = E // 4, T_mult = 1, eta_min = 5e-5)` (`periods = 4`) |
+//! | `constant`             | constant (their `Constant` has no branch in `Set_Lr_Policy` and crashes) |
+//! | `cosine`               | `CosineAnnealingLR(T_max = E, eta_min = 0)`                       |
+//! | `linear`               | `LinearLR(start_factor = 0.1, total_iters = 5)`: a 5-epoch ramp   |
+//! | `plateau`              | `ReduceLROnPlateau(factor 0.05, patience 2, threshold 1e-4 rel)` on the training loss |
+//! | `halving`              | their `VGG_lr_scheduler`: `0.5 ** (epoch // 20)`                 |
+//!
+//! The Adam family runs at a constant rate (the authors switch their scheduler off for it)
+//! with betas (0.9, 0.99), TAdam in the form of the `tmomentum` package they ran; Fromage
+//! has no weight decay. The authors give every optimiser
+//! its own `lr_*` and `wd_*` hyperparameter; here one `lr` and one `weight_decay` are shared
+//! by the branches (the same set of configurations).
+//!
+//! **`extended`** is this project's earlier space: SGD (with Nesterov), Adam, AdamW; log-scale
+//! weight decay `[1e-6, 1e-2]`; seven schedules for every optimiser.
 
 use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use super::space::{Config, Space, Value};
 use crate::train::{
-    OptimizerConfig, PlateauMode, ScheduleConfig, ScheduleSpec, ThresholdMode, TrainConfig,
+    OptimizerConfig, PlateauMetric, PlateauMode, ScheduleConfig, ScheduleSpec, TadamVariant,
+    ThresholdMode, TrainConfig,
 };
-use crate::Result;
+use crate::{Error, Result};
 
-/// The reference Stage 2 space (see the module table).
+/// Which Stage 2 space an experiment searches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HpoSpace {
+    /// The SAFS authors' space (see the module docs).
+    #[default]
+    Reference,
+    /// SGD/Adam/AdamW with seven schedules each.
+    Extended,
+}
+
+impl fmt::Display for HpoSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HpoSpace::Reference => "reference",
+            HpoSpace::Extended => "extended",
+        })
+    }
+}
+
+impl HpoSpace {
+    /// The conditional space.
+    pub fn space(self) -> Space {
+        match self {
+            HpoSpace::Reference => reference_space(),
+            HpoSpace::Extended => safs_space(),
+        }
+    }
+
+    /// The fine-tuning run for `config`: epochs, batch sizes, `max_batches`, decay scope,
+    /// restore and warm-up come from `base`; the optimiser and schedule from `config`.
+    pub fn train_config(self, config: &Config, base: &TrainConfig) -> Result<TrainConfig> {
+        match self {
+            HpoSpace::Reference => reference_train_config(config, base),
+            HpoSpace::Extended => train_config_from(config, base),
+        }
+    }
+
+    /// `recipe` as a point of the space (for Stage 2's first trial): an error naming what the
+    /// space cannot express.
+    pub fn point_of(self, recipe: &TrainConfig) -> Result<Config> {
+        let opt = &recipe.optimizer;
+        let mut c = Config::new();
+        let f = |x: f64| Value::Float(x);
+        let cat = |s: &str| Value::Cat(s.into());
+        c.insert("lr".into(), f(opt.lr()));
+        let sched = match &recipe.schedule.kind {
+            ScheduleConfig::Constant => "constant",
+            ScheduleConfig::Cosine { .. } => "cosine",
+            ScheduleConfig::CosineWarmRestarts { .. } => "cosine_warm_restarts",
+            ScheduleConfig::Linear { .. } => "linear",
+            ScheduleConfig::Plateau { .. } => "plateau",
+            ScheduleConfig::Step {
+                step_size: 20,
+                gamma,
+            } if *gamma == 0.5 => "halving",
+            ScheduleConfig::Step { .. } => "step",
+            ScheduleConfig::Exponential { .. } => "exponential",
+            ScheduleConfig::MultiStep { .. } => "multi_step",
+        };
+        match (self, opt) {
+            (
+                _,
+                OptimizerConfig::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                    ..
+                },
+            ) => {
+                c.insert("optimizer".into(), cat("sgd"));
+                c.insert("momentum".into(), f(*momentum));
+                c.insert("weight_decay".into(), f(*weight_decay));
+                c.insert("schedule".into(), cat(sched));
+                if self == HpoSpace::Extended {
+                    c.insert(
+                        "nesterov".into(),
+                        cat(if *nesterov { "true" } else { "false" }),
+                    );
+                }
+            }
+            (_, o) => {
+                c.insert("optimizer".into(), cat(o.name()));
+                if !matches!(o, OptimizerConfig::Fromage { .. }) {
+                    c.insert("weight_decay".into(), f(o.weight_decay()));
+                }
+                if self == HpoSpace::Extended {
+                    c.insert("schedule".into(), cat(sched));
+                }
+            }
+        }
+        if self == HpoSpace::Extended {
+            match &recipe.schedule.kind {
+                ScheduleConfig::Step { gamma, .. } => {
+                    c.insert("step_gamma".into(), f(*gamma));
+                }
+                ScheduleConfig::Exponential { gamma } => {
+                    c.insert("exp_gamma".into(), f(*gamma));
+                }
+                ScheduleConfig::CosineWarmRestarts { t_0, .. } => {
+                    c.insert("restart_t0".into(), Value::Int(*t_0 as i64));
+                }
+                _ => {}
+            }
+        }
+        let cannot = |why: String| {
+            Error::Config(format!(
+                "Stage 2's first trial: the dense recipe ({} with {} schedule) is not a point of \
+                 the {self} space: {why}; change hpo_space or set hpo_default_first = false",
+                opt.name(),
+                recipe.schedule.kind.name()
+            ))
+        };
+        self.space().check(&c).map_err(|e| cannot(e.to_string()))?;
+        let back = self
+            .train_config(&c, recipe)
+            .map_err(|e| cannot(e.to_string()))?;
+        if back.optimizer != recipe.optimizer || back.schedule != recipe.schedule {
+            return Err(cannot(format!(
+                "the space maps that point to {:?} / {:?}",
+                back.optimizer, back.schedule.kind
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// The SAFS authors' Stage 2 space (see the module tables).
+pub fn reference_space() -> Space {
+    Space::new()
+        .categorical("optimizer", &["sgd", "tadam", "fromage", "adam"])
+        .float("lr", 1e-4, 1e-1, true)
+        .float("weight_decay", 1e-5, 1e-1, false)
+        .when("optimizer", &["sgd", "tadam", "adam"])
+        .float("momentum", 0.1, 0.999, false)
+        .when("optimizer", &["sgd"])
+        .categorical(
+            "schedule",
+            &[
+                "step",
+                "cosine_warm_restarts",
+                "constant",
+                "cosine",
+                "linear",
+                "plateau",
+                "halving",
+            ],
+        )
+        .when("optimizer", &["sgd"])
+}
+
+/// The authors' betas for Adam and TAdam (`settings.py`, `update_optimizer`).
+const REFERENCE_BETAS: (f64, f64) = (0.9, 0.99);
+
+fn reference_train_config(config: &Config, base: &TrainConfig) -> Result<TrainConfig> {
+    reference_space().check(config)?;
+    let num = |k: &str| config[k].as_f64().expect("checked numeric");
+    let cat = |k: &str| config[k].as_str().expect("checked categorical");
+    let lr = num("lr");
+    let e = base
+        .epochs
+        .saturating_sub(base.schedule.warmup_epochs)
+        .max(1);
+    let quarter = (e / 4).max(1); // their `epochs // 4`
+    let (optimizer, kind) = match cat("optimizer") {
+        "sgd" => {
+            let kind = match cat("schedule") {
+                "step" => ScheduleConfig::Step {
+                    step_size: quarter,
+                    gamma: 0.1,
+                },
+                "cosine_warm_restarts" => ScheduleConfig::CosineWarmRestarts {
+                    t_0: 0,
+                    periods: Some(4),
+                    t_mult: 1,
+                    eta_min: 5e-5,
+                },
+                "constant" => ScheduleConfig::Constant,
+                "cosine" => ScheduleConfig::Cosine {
+                    t_max: None,
+                    eta_min: 0.0,
+                },
+                "linear" => ScheduleConfig::Linear {
+                    start_factor: 0.1,
+                    end_factor: 1.0,
+                    total_iters: Some(5),
+                },
+                "plateau" => ScheduleConfig::Plateau {
+                    metric: PlateauMetric::TrainLoss,
+                    mode: PlateauMode::Min,
+                    factor: 0.05,
+                    patience: 2,
+                    threshold: 1e-4,
+                    threshold_mode: ThresholdMode::Rel,
+                    cooldown: 0,
+                    min_lr: 0.0,
+                    eps: 1e-8,
+                },
+                _ => ScheduleConfig::Step {
+                    step_size: 20,
+                    gamma: 0.5,
+                },
+            };
+            let opt = OptimizerConfig::Sgd {
+                lr,
+                momentum: num("momentum"),
+                nesterov: false,
+                weight_decay: num("weight_decay"),
+            };
+            (opt, kind)
+        }
+        "adam" => (
+            OptimizerConfig::Adam {
+                lr,
+                beta1: REFERENCE_BETAS.0,
+                beta2: REFERENCE_BETAS.1,
+                eps: 1e-8,
+                weight_decay: num("weight_decay"),
+            },
+            ScheduleConfig::Constant,
+        ),
+        "tadam" => (
+            OptimizerConfig::Tadam {
+                lr,
+                beta1: REFERENCE_BETAS.0,
+                beta2: REFERENCE_BETAS.1,
+                eps: 1e-8,
+                weight_decay: num("weight_decay"),
+                dof_scale: 1.0,
+                variant: TadamVariant::Tmomentum,
+            },
+            ScheduleConfig::Constant,
+        ),
+        _ => (
+            OptimizerConfig::Fromage { lr, p_bound: None },
+            ScheduleConfig::Constant,
+        ),
+    };
+    finish(base, optimizer, kind)
+}
+
+fn finish(
+    base: &TrainConfig,
+    optimizer: OptimizerConfig,
+    kind: ScheduleConfig,
+) -> Result<TrainConfig> {
+    let out = TrainConfig {
+        optimizer,
+        schedule: ScheduleSpec {
+            kind,
+            ..base.schedule.clone()
+        },
+        ..base.clone()
+    };
+    out.validate()?;
+    out.schedule.build(out.optimizer.lr(), out.epochs)?;
+    Ok(out)
+}
+
+/// The `extended` Stage 2 space:
+///
+/// | name           | domain                                                   | active when               |
+/// |----------------|----------------------------------------------------------|---------------------------|
+/// | `optimizer`    | `sgd`, `adam`, `adamw`                                   | always                    |
+/// | `lr`           | float, log, `[1e-4, 1e-1]`                               | always                    |
+/// | `momentum`     | float `[0.1, 0.999]`                                     | `optimizer = sgd`         |
+/// | `nesterov`     | `false`, `true`                                          | `optimizer = sgd`         |
+/// | `weight_decay` | float, log, `[1e-6, 1e-2]`                               | always                    |
+/// | `schedule`     | `constant`, `step`, `cosine`, `cosine_warm_restarts`, `linear`, `plateau`, `exponential` | always |
+/// | `step_gamma`   | float `[0.1, 0.9]`                                       | `schedule = step`         |
+/// | `exp_gamma`    | float `[0.8, 0.99]`                                      | `schedule = exponential`  |
+/// | `restart_t0`   | int `[1, 10]`                                            | `schedule = cosine_warm_restarts` |
 pub fn safs_space() -> Space {
     Space::new()
         .categorical("optimizer", &["sgd", "adam", "adamw"])
@@ -50,8 +343,7 @@ pub fn safs_space() -> Space {
         .when("schedule", &["cosine_warm_restarts"])
 }
 
-/// The fine-tuning run for `config` (a point of [`safs_space`]): epochs, batch sizes,
-/// `max_batches` and warm-up come from `base`; the optimiser and schedule from `config`.
+/// The fine-tuning run for `config` (a point of [`safs_space`], the `extended` space).
 ///
 /// Step decays every `max(1, E / 3)` epochs and warm restarts use `t_0 = min(restart_t0, E)`,
 /// where `E` is the main schedule's epochs (`epochs - warmup_epochs`); plateau watches an
@@ -72,15 +364,7 @@ pub fn train_config_from(config: &Config, base: &TrainConfig) -> Result<TrainCon
         "adam" => OptimizerConfig::adam(lr),
         _ => OptimizerConfig::adamw(lr),
     };
-    if let OptimizerConfig::Adam {
-        weight_decay: wd, ..
-    }
-    | OptimizerConfig::AdamW {
-        weight_decay: wd, ..
-    } = &mut optimizer
-    {
-        *wd = weight_decay;
-    }
+    optimizer.set_weight_decay(weight_decay);
     let main_epochs = base
         .epochs
         .saturating_sub(base.schedule.warmup_epochs)
@@ -97,6 +381,7 @@ pub fn train_config_from(config: &Config, base: &TrainConfig) -> Result<TrainCon
         },
         "cosine_warm_restarts" => ScheduleConfig::CosineWarmRestarts {
             t_0: (num("restart_t0") as usize).clamp(1, main_epochs),
+            periods: None,
             t_mult: 1,
             eta_min: 0.0,
         },
@@ -106,6 +391,7 @@ pub fn train_config_from(config: &Config, base: &TrainConfig) -> Result<TrainCon
             total_iters: None,
         },
         "plateau" => ScheduleConfig::Plateau {
+            metric: PlateauMetric::ValidAcc,
             mode: PlateauMode::Max,
             factor: 0.1,
             patience: 2,
@@ -119,17 +405,7 @@ pub fn train_config_from(config: &Config, base: &TrainConfig) -> Result<TrainCon
             gamma: num("exp_gamma"),
         },
     };
-    let out = TrainConfig {
-        optimizer,
-        schedule: ScheduleSpec {
-            kind,
-            ..base.schedule.clone()
-        },
-        ..base.clone()
-    };
-    out.validate()?;
-    out.schedule.build(out.optimizer.lr(), out.epochs)?;
-    Ok(out)
+    finish(base, optimizer, kind)
 }
 
 /// The configuration as JSON values, for logs and tables (non-finite floats become null).
@@ -149,160 +425,4 @@ pub fn flatten_config(config: &Config) -> BTreeMap<String, serde_json::Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    fn base(epochs: usize, warmup: usize) -> TrainConfig {
-        TrainConfig {
-            epochs,
-            batch_size: 64,
-            eval_batch_size: 500,
-            max_batches: Some(7),
-            optimizer: OptimizerConfig::sgd(0.1),
-            schedule: ScheduleSpec {
-                kind: ScheduleConfig::Constant,
-                warmup_epochs: warmup,
-                warmup_start_factor: None,
-            },
-        }
-    }
-
-    fn cfg(pairs: &[(&str, Value)]) -> Config {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
-    }
-
-    fn cat(s: &str) -> Value {
-        Value::Cat(s.into())
-    }
-
-    #[test]
-    fn every_sample_maps_to_a_valid_train_config() {
-        let space = safs_space();
-        space.validate().unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let mut kinds = std::collections::BTreeSet::new();
-        for i in 0..200 {
-            let c = space.sample(&mut rng);
-            for b in [base(1, 0), base(5, 0), base(12, 2)] {
-                let t = train_config_from(&c, &b).unwrap_or_else(|e| panic!("{c:?}: {e}"));
-                t.validate().unwrap();
-                t.schedule.build(t.optimizer.lr(), t.epochs).unwrap();
-                assert_eq!(
-                    (t.epochs, t.batch_size, t.eval_batch_size, t.max_batches),
-                    (b.epochs, 64, 500, Some(7))
-                );
-                assert_eq!(t.schedule.warmup_epochs, b.schedule.warmup_epochs);
-                assert_eq!(t.optimizer.lr(), c["lr"].as_f64().unwrap(), "{i}");
-                kinds.insert((t.optimizer.name(), t.schedule.kind.name()));
-            }
-        }
-        assert_eq!(kinds.len(), 21, "{kinds:?}");
-    }
-
-    #[test]
-    fn hand_written_configs_map_as_expected() {
-        let c = cfg(&[
-            ("optimizer", cat("sgd")),
-            ("lr", Value::Float(0.01)),
-            ("momentum", Value::Float(0.9)),
-            ("nesterov", cat("true")),
-            ("weight_decay", Value::Float(5e-4)),
-            ("schedule", cat("step")),
-            ("step_gamma", Value::Float(0.5)),
-        ]);
-        let t = train_config_from(&c, &base(10, 0)).unwrap();
-        assert_eq!(
-            t.optimizer,
-            OptimizerConfig::Sgd {
-                lr: 0.01,
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: 5e-4
-            }
-        );
-        assert_eq!(
-            t.schedule.kind,
-            ScheduleConfig::Step {
-                step_size: 3,
-                gamma: 0.5
-            }
-        );
-
-        let c = cfg(&[
-            ("optimizer", cat("adamw")),
-            ("lr", Value::Float(1e-3)),
-            ("weight_decay", Value::Float(1e-4)),
-            ("schedule", cat("cosine_warm_restarts")),
-            ("restart_t0", Value::Int(8)),
-        ]);
-        let t = train_config_from(&c, &base(5, 0)).unwrap();
-        assert_eq!(
-            t.optimizer,
-            OptimizerConfig::AdamW {
-                lr: 1e-3,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 1e-4
-            }
-        );
-        assert_eq!(
-            t.schedule.kind,
-            ScheduleConfig::CosineWarmRestarts {
-                t_0: 5,
-                t_mult: 1,
-                eta_min: 0.0
-            }
-        );
-
-        let c = cfg(&[
-            ("optimizer", cat("adam")),
-            ("lr", Value::Float(1e-3)),
-            ("weight_decay", Value::Float(1e-5)),
-            ("schedule", cat("plateau")),
-        ]);
-        let t = train_config_from(&c, &base(5, 0)).unwrap();
-        assert!(
-            matches!(t.optimizer, OptimizerConfig::Adam { weight_decay, .. } if weight_decay == 1e-5)
-        );
-        assert!(matches!(
-            t.schedule.kind,
-            ScheduleConfig::Plateau {
-                mode: PlateauMode::Max,
-                patience: 2,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn missing_keys_are_named() {
-        let c = cfg(&[("optimizer", cat("sgd")), ("schedule", cat("exponential"))]);
-        let m = train_config_from(&c, &base(5, 0)).unwrap_err().to_string();
-        for k in ["lr", "momentum", "nesterov", "weight_decay", "exp_gamma"] {
-            assert!(m.contains(k), "{k} not in {m}");
-        }
-        let m = train_config_from(&Config::new(), &base(5, 0))
-            .unwrap_err()
-            .to_string();
-        assert!(m.contains("optimizer") && m.contains("schedule"), "{m}");
-    }
-
-    #[test]
-    fn flatten_gives_json_scalars() {
-        let c = cfg(&[
-            ("lr", Value::Float(0.5)),
-            ("restart_t0", Value::Int(3)),
-            ("schedule", cat("step")),
-        ]);
-        let f = flatten_config(&c);
-        assert_eq!(f["lr"], serde_json::json!(0.5));
-        assert_eq!(f["restart_t0"], serde_json::json!(3));
-        assert_eq!(f["schedule"], serde_json::json!("step"));
-    }
-}
+mod tests;

@@ -123,26 +123,57 @@ pub trait Network: Send {
         self.parameters().iter().map(|p| p.var.elem_count()).sum()
     }
 
-    /// Every saved tensor by name: parameters, buffers and `act.{i}.alpha|beta`.
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out: Vec<(String, Tensor)> = self
+    /// Every saved variable by name: parameters, buffers, `act.{i}.alpha|beta`, and
+    /// `act.{i}.params` for slots whose operator has parameters of its own.
+    fn state_vars(&self) -> Vec<(String, Var)> {
+        let mut out: Vec<(String, Var)> = self
             .parameters()
             .into_iter()
-            .map(|p| (p.name, p.var.as_tensor().clone()))
+            .map(|p| (p.name, p.var))
             .collect();
-        out.extend(
-            self.buffers()
-                .into_iter()
-                .map(|(n, v)| (n, v.as_tensor().clone())),
-        );
+        out.extend(self.buffers());
         for (i, slot) in self.activations().iter().enumerate() {
-            out.push((
-                format!("act.{i}.alpha"),
-                slot.alpha_var().as_tensor().clone(),
-            ));
-            out.push((format!("act.{i}.beta"), slot.beta_var().as_tensor().clone()));
+            out.push((format!("act.{i}.alpha"), slot.alpha_var().clone()));
+            out.push((format!("act.{i}.beta"), slot.beta_var().clone()));
+            if slot.op().num_params() > 0 {
+                out.push((format!("act.{i}.params"), slot.params_var().clone()));
+            }
         }
-        Ok(out)
+        out
+    }
+
+    /// [`Network::state_vars`] as tensors (sharing storage with the variables).
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self
+            .state_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect())
+    }
+
+    /// A copy of every state variable's value, for [`Network::restore`].
+    fn snapshot(&self) -> Result<Vec<Tensor>> {
+        self.state_vars()
+            .iter()
+            .map(|(_, v)| Ok(v.as_tensor().copy()?))
+            .collect()
+    }
+
+    /// Puts back the values of a [`Network::snapshot`] taken with the same plan.
+    fn restore(&self, snapshot: &[Tensor]) -> Result<()> {
+        let vars = self.state_vars();
+        if vars.len() != snapshot.len() {
+            return Err(Error::Config(format!(
+                "{}: a snapshot of {} tensors cannot restore {} (was the plan changed?)",
+                self.name(),
+                snapshot.len(),
+                vars.len()
+            )));
+        }
+        for ((_, v), t) in vars.iter().zip(snapshot) {
+            v.set(t)?;
+        }
+        Ok(())
     }
 }
 

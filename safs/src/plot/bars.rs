@@ -52,7 +52,18 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
             "a bar chart needs a category and a group".into(),
         ));
     }
-    let values = p.groups.iter().flat_map(|g| g.values.iter().copied());
+    let err = |g: &super::figure::BarGroup, i: usize| {
+        g.errors
+            .get(i)
+            .copied()
+            .filter(|e| e.is_finite() && *e > 0.0)
+    };
+    let values = p.groups.iter().flat_map(|g| {
+        g.values.iter().enumerate().flat_map(move |(i, &v)| {
+            let e = err(g, i).unwrap_or(0.0);
+            [v - e, v + e]
+        })
+    });
     let (lo, hi) = match p.value_range {
         Some(r) => r,
         None => {
@@ -194,8 +205,23 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
                         )))
                         .map_err(plot_err)?;
                 }
-                let below = v.is_finite() && v < 0.0;
                 let at = (x_a + x_b) / 2.0;
+                let whisker = err(group, i).filter(|_| v.is_finite());
+                if let Some(e) = whisker {
+                    let w = bar_w * 0.2;
+                    let style = color(Rgb(0, 0, 0)).stroke_width(2);
+                    for seg in [
+                        vec![(at, v - e), (at, v + e)],
+                        vec![(at - w, v - e), (at + w, v - e)],
+                        vec![(at - w, v + e), (at + w, v + e)],
+                    ] {
+                        chart
+                            .draw_series(LineSeries::new(seg, style))
+                            .map_err(plot_err)?;
+                    }
+                }
+                let below = v.is_finite() && v < 0.0;
+                let tip = v + whisker.map_or(0.0, |e| if below { -e } else { e });
                 let (pos, dy) = if below {
                     (Pos::new(HPos::Center, VPos::Top), 3)
                 } else {
@@ -203,7 +229,7 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
                 };
                 chart
                     .draw_series(std::iter::once(
-                        EmptyElement::at((at, if v.is_finite() { v } else { 0.0 }))
+                        EmptyElement::at((at, if v.is_finite() { tip } else { 0.0 }))
                             + Text::new(value_text(v), (0, dy), label_style.pos(pos)),
                     ))
                     .map_err(plot_err)?;

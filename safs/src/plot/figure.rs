@@ -90,6 +90,8 @@ pub(crate) struct BarGroup {
     pub color: Rgb,
     /// One value per category; a non-finite value draws no bar but an "n/a" mark.
     pub values: Vec<f64>,
+    /// Error-bar half-widths, one per category (empty, or NaN for none).
+    pub errors: Vec<f64>,
 }
 
 /// Grouped bars over named categories.

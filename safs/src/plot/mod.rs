@@ -1,5 +1,6 @@
 //! Charts of SAFS data, drawn with plotters: the operators, training curves, the Stage 1
-//! search, the Stage 2 HPO, pruning and the Table 1 results.
+//! search, the Stage 2 HPO, pruning, the per-epoch curves of every arm, the learnt scales
+//! and the Table 1 results (one run, or means with 95% intervals over seeds).
 //!
 //! Every function returns a [`Chart`]: the chart as SVG (rendered when it is built, so a
 //! bad input is an error there, never a panic) that can be written as SVG or PNG, or shown
@@ -31,6 +32,7 @@ pub mod palette;
 mod png;
 mod results;
 mod search;
+mod seeds;
 mod tiles;
 mod training;
 mod xy;
@@ -48,6 +50,7 @@ pub use activation::{operator_derivatives, operator_plan, operators, scaled_oper
 pub use palette::{op_color, op_style, Rgb};
 pub use results::{accuracy_vs_prune_rate, sparsity_per_layer, table1_comparison};
 pub use search::{hpo_history, hpo_top_trials, search_steps_chart, search_trajectory};
+pub use seeds::{arm_curves, learnt_scales, seed_summary_chart};
 pub use training::training_curves;
 
 use figure::{draw_figure, Figure};

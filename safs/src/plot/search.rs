@@ -7,7 +7,7 @@ use polars::prelude::{Column, DataFrame};
 use super::figure::{Figure, Mark, Panel, Series, Shape, XyPanel};
 use super::palette::{Stroke, BLACK, BLUE, ORANGE, SKY_BLUE, VERMILLION};
 use super::Chart;
-use crate::experiment::{EvalRecord, EvalStatus, Stage};
+use crate::experiment::{Arm, EvalRecord, EvalStatus, Stage};
 use crate::search::SearchStep;
 use crate::{Error, Result};
 
@@ -146,14 +146,14 @@ fn record_points(records: &[&EvalRecord]) -> Vec<Point> {
 /// What a stage searches, for titles.
 fn stage_title(stage: Stage) -> String {
     match stage {
-        Stage::Stage1Search => "Stage 1 operator search".into(),
-        Stage::Stage2Search => "Stage 2 HPO (ReLU plan)".into(),
-        Stage::SafsSearch => "SAFS HPO (Stage 1 plan)".into(),
+        Stage::Search(Arm::Stage1) => "Stage 1 operator search".into(),
+        Stage::Search(Arm::Stage2) => "Stage 2 HPO (ReLU plan)".into(),
+        Stage::Search(Arm::Safs) => "SAFS HPO (Stage 1 plan)".into(),
         other => other.name().to_string(),
     }
 }
 
-/// Validation accuracy of every evaluation of `stage` (usually [`Stage::Stage1Search`]) per
+/// Validation accuracy of every evaluation of `stage` (usually [`Stage::Search(Arm::Stage1)`]) per
 /// search step, the best so far, and where the best improved. The log does not say which
 /// candidates the search accepted; [`search_steps_chart`] shows that from the steps.
 pub fn search_trajectory(records: &[EvalRecord], stage: Stage) -> Result<Chart> {
@@ -191,8 +191,8 @@ pub fn search_steps_chart(steps: &[SearchStep]) -> Result<Chart> {
     )
 }
 
-/// Validation accuracy of every HPO trial of `stage` ([`Stage::Stage2Search`] or
-/// [`Stage::SafsSearch`]), the best so far, and where the best improved.
+/// Validation accuracy of every HPO trial of `stage` ([`Stage::Search(Arm::Stage2)`] or
+/// [`Stage::Search(Arm::Safs)`]), the best so far, and where the best improved.
 pub fn hpo_history(records: &[EvalRecord], stage: Stage) -> Result<Chart> {
     let of_stage = stage_records(records, stage)?;
     history_chart(

@@ -6,7 +6,7 @@ use super::figure::{Figure, Mark, Panel, Series, Shape, XyPanel};
 use super::palette::{Stroke, BLUE};
 use super::*;
 use crate::activation::{ActivationPlan, Op, ALL, SEARCH_SPACE};
-use crate::experiment::{EvalRecord, EvalStatus, ResultRow, Stage};
+use crate::experiment::{Arm, EvalRecord, EvalStatus, ResultRow, Stage};
 use crate::prune::LayerSparsity;
 use crate::report::paper_table1;
 use crate::search::SearchStep;
@@ -77,8 +77,12 @@ fn record(stage: Stage, step: usize, acc: f64, lr: f64, opt: &str) -> EvalRecord
         hparams,
         alphas: vec![1.0, 1.0],
         betas: vec![1.0, 1.0],
+        op_params: vec![vec![], vec![]],
         valid_acc: acc,
         test_acc: None,
+        best_epoch: None,
+        epochs: Vec::new(),
+        train_images: 0,
         status: EvalStatus::Ok,
         seconds: 1.0,
     }
@@ -86,14 +90,14 @@ fn record(stage: Stage, step: usize, acc: f64, lr: f64, opt: &str) -> EvalRecord
 
 fn records() -> Vec<EvalRecord> {
     let mut v = vec![
-        record(Stage::Stage1Search, 0, 50.0, 0.1, "sgd"),
-        record(Stage::Stage1Search, 1, 55.0, 0.1, "sgd"),
-        record(Stage::Stage1Search, 2, 52.0, 0.1, "sgd"),
-        record(Stage::Stage1Search, 3, 61.0, 0.1, "sgd"),
-        record(Stage::Stage2Search, 0, 40.0, 0.1, "sgd"),
-        record(Stage::Stage2Search, 1, 63.0, 0.01, "adam"),
-        record(Stage::Stage2Search, 2, 0.0, 0.5, "sgd"),
-        record(Stage::Stage2Search, 3, 58.5, 0.003, "adam"),
+        record(Stage::Search(Arm::Stage1), 0, 50.0, 0.1, "sgd"),
+        record(Stage::Search(Arm::Stage1), 1, 55.0, 0.1, "sgd"),
+        record(Stage::Search(Arm::Stage1), 2, 52.0, 0.1, "sgd"),
+        record(Stage::Search(Arm::Stage1), 3, 61.0, 0.1, "sgd"),
+        record(Stage::Search(Arm::Stage2), 0, 40.0, 0.1, "sgd"),
+        record(Stage::Search(Arm::Stage2), 1, 63.0, 0.01, "adam"),
+        record(Stage::Search(Arm::Stage2), 2, 0.0, 0.5, "sgd"),
+        record(Stage::Search(Arm::Stage2), 3, 58.5, 0.003, "adam"),
     ];
     v[6].status = EvalStatus::Failed("loss is NaN".into());
     v
@@ -235,7 +239,7 @@ fn plot_training_curves() {
 #[test]
 fn plot_search_trajectory_and_steps() {
     let recs = records();
-    let chart = search_trajectory(&recs, Stage::Stage1Search).unwrap();
+    let chart = search_trajectory(&recs, Stage::Search(Arm::Stage1)).unwrap();
     assert_svg(
         &chart,
         &[
@@ -249,8 +253,14 @@ fn plot_search_trajectory_and_steps() {
     );
     // Improvements at steps 0, 1, 3: three triangles (polygons) plus the legend's.
     assert_eq!(count(chart.to_svg(), "<polygon"), 4);
-    assert_config_err(search_trajectory(&recs, Stage::SafsSearch), "safs_search");
-    assert_config_err(search_trajectory(&[], Stage::Stage1Search), "no evaluation");
+    assert_config_err(
+        search_trajectory(&recs, Stage::Search(Arm::Safs)),
+        "safs_search",
+    );
+    assert_config_err(
+        search_trajectory(&[], Stage::Search(Arm::Stage1)),
+        "no evaluation",
+    );
 
     let steps: Vec<SearchStep> = [50.0, 45.0, f64::NAN, 60.0]
         .iter()
@@ -277,7 +287,7 @@ fn plot_search_trajectory_and_steps() {
 #[test]
 fn plot_hpo_history_and_top_trials() {
     let recs = records();
-    let chart = hpo_history(&recs, Stage::Stage2Search).unwrap();
+    let chart = hpo_history(&recs, Stage::Search(Arm::Stage2)).unwrap();
     assert_svg(
         &chart,
         &[
@@ -287,9 +297,12 @@ fn plot_hpo_history_and_top_trials() {
             "failed (scored 0)",
         ],
     );
-    assert_config_err(hpo_history(&recs, Stage::SafsSearch), "no evaluation");
+    assert_config_err(
+        hpo_history(&recs, Stage::Search(Arm::Safs)),
+        "no evaluation",
+    );
 
-    let df = hpo_top_trials(&recs, Stage::Stage2Search, 2).unwrap();
+    let df = hpo_top_trials(&recs, Stage::Search(Arm::Stage2), 2).unwrap();
     let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
     // epochs is the same in every trial and is left out.
     assert_eq!(
@@ -315,12 +328,15 @@ fn plot_hpo_history_and_top_trials() {
     );
     // The failed trial never ranks, even when k asks for everything.
     assert_eq!(
-        hpo_top_trials(&recs, Stage::Stage2Search, 10)
+        hpo_top_trials(&recs, Stage::Search(Arm::Stage2), 10)
             .unwrap()
             .height(),
         3
     );
-    assert_config_err(hpo_top_trials(&recs, Stage::SafsFinal, 3), "no evaluation");
+    assert_config_err(
+        hpo_top_trials(&recs, Stage::Final(Arm::Safs), 3),
+        "no evaluation",
+    );
 }
 
 #[test]
@@ -543,8 +559,8 @@ fn plot_gallery() {
         ("operator_derivatives", operator_derivatives(&[Op::Relu, Op::Swish, Op::Gelu, Op::Srs, Op::Tanh], (-4.0, 4.0)).unwrap()),
         ("scaled_operator", scaled_operator(Op::Swish, &[(1.0, 1.0), (2.0, 0.5), (0.5, 1.5), (3.0, 1.0)], (-5.0, 5.0)).unwrap()),
         ("training_curves", training_curves(&e).unwrap()),
-        ("search_trajectory", search_trajectory(&recs, Stage::Stage1Search).unwrap()),
-        ("hpo_history", hpo_history(&recs, Stage::Stage2Search).unwrap()),
+        ("search_trajectory", search_trajectory(&recs, Stage::Search(Arm::Stage1)).unwrap()),
+        ("hpo_history", hpo_history(&recs, Stage::Search(Arm::Stage2)).unwrap()),
         ("operator_plan", operator_plan(&"relu6,swish,gelu,symexp,tanh,elu,acon,srs,softplus,logsigmoid,symlog,hardswish,tanhsoft1".parse().unwrap()).unwrap()),
         ("accuracy_vs_prune_rate", accuracy_vs_prune_rate(&rows).unwrap()),
         ("sparsity_per_layer", sparsity_per_layer(&layers).unwrap()),
@@ -554,4 +570,118 @@ fn plot_gallery() {
         chart.save_svg(dir.join(format!("{name}.svg"))).unwrap();
         chart.save_png(dir.join(format!("{name}.png"))).unwrap();
     }
+}
+
+fn seed_rows() -> Vec<ResultRow> {
+    (0..3)
+        .map(|s| ResultRow {
+            model: "lenet5".into(),
+            dataset: "mnist".into(),
+            prune_rate: 0.99,
+            seed: s,
+            budget: "cpu".into(),
+            dense: Some(99.0 + 0.1 * s as f64),
+            magnitude_pruning: Some(40.0 + 4.0 * s as f64),
+            stage1: Some(45.0 + 2.0 * s as f64),
+            stage2: Some(41.0 + s as f64),
+            safs: Some(50.0 + 5.0 * s as f64),
+        })
+        .collect()
+}
+
+#[test]
+fn plot_seed_summary_with_intervals() {
+    let g = crate::report::summarize_seeds(&seed_rows())
+        .unwrap()
+        .remove(0);
+    let chart = seed_summary_chart(&g).unwrap();
+    assert_svg(
+        &chart,
+        &[
+            "ours: mean ± 95% CI, 3 seeds",
+            "paper (Loni et al. 2023, one seed)",
+            "Paired per-seed differences",
+            "SAFS − MP",
+            "SAFS − Stage 1",
+            "accuracy points",
+        ],
+    );
+    // Whiskers: three segments per bar with an interval (5 arms + 4 differences).
+    let one = crate::report::summarize_seeds(&seed_rows()[..1])
+        .unwrap()
+        .remove(0);
+    let chart_one = seed_summary_chart(&one).unwrap();
+    let (svg, svg_one) = (chart.to_svg(), chart_one.to_svg());
+    let whiskers = |svg: &str| {
+        svg.lines()
+            .filter(|l| {
+                l.contains("<polyline") && l.contains("stroke=\"#000000\" stroke-width=\"2\"")
+            })
+            .count()
+    };
+    assert_eq!(whiskers(svg) - whiskers(svg_one), 27, "{svg}");
+    let mut empty = one.clone();
+    empty.dense = None;
+    for a in &mut empty.arms {
+        a.1 = None;
+    }
+    assert_config_err(seed_summary_chart(&empty), "no accuracy");
+}
+
+#[test]
+fn plot_arm_curves_and_learnt_scales() {
+    let point = |acc: f64, loss: f64| crate::experiment::EpochPoint {
+        train_loss: loss,
+        train_acc: acc,
+        valid_acc: Some(acc),
+        valid_loss: Some(loss),
+        lr: 1e-3,
+        seconds: 1.0,
+    };
+    let mut recs = records();
+    for (stage, accs) in [
+        (Stage::Dense, [90.0, 97.0, 98.0]),
+        (Stage::Final(Arm::MagnitudePruning), [20.0, 35.0, 30.0]),
+        (Stage::Final(Arm::Safs), [30.0, 45.0, 50.0]),
+    ] {
+        let mut r = record(stage, 0, accs[2], 1e-3, "adam");
+        r.epochs = accs.iter().map(|&a| point(a, 2.0 - a / 100.0)).collect();
+        r.best_epoch = Some(if stage == Stage::Final(Arm::MagnitudePruning) {
+            1
+        } else {
+            2
+        });
+        recs.push(r);
+    }
+    let chart = arm_curves(&recs).unwrap();
+    assert_svg(
+        &chart,
+        &[
+            "dense",
+            "magnitude pruning",
+            "SAFS",
+            "Validation accuracy",
+            "epoch",
+        ],
+    );
+    assert_config_err(arm_curves(&records()), "per-epoch log");
+
+    let mut r = record(Stage::Final(Arm::Safs), 0, 50.0, 1e-3, "adam");
+    r.plan = ActivationPlan(vec![Op::Srs, Op::Relu]);
+    r.alphas = vec![1.25, 0.75];
+    r.betas = vec![0.5, 1.5];
+    r.op_params = vec![vec![1.1, 0.9], vec![]];
+    let chart = learnt_scales(&r).unwrap();
+    assert_svg(
+        &chart,
+        &[
+            "0: srs (a=1.10, b=0.90)",
+            "1: relu",
+            "alpha (inside)",
+            "beta (outside)",
+            "1.250",
+        ],
+    );
+    r.alphas.pop();
+    assert_config_err(learnt_scales(&r), "no scales");
 }

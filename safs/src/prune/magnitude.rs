@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::Masks;
-use crate::model::Network;
+use crate::model::{Network, Param};
 use crate::{Error, Result};
 
 /// How weights to prune are chosen.
@@ -23,11 +23,54 @@ pub enum PruneMethod {
 impl PruneMethod {
     /// Computes masks for `model` at `rate` (fraction of weights to zero, in [0, 1]).
     pub fn masks(self, model: &dyn Network, rate: f64) -> Result<Masks> {
+        self.masks_of(model.prunable(), rate)
+    }
+
+    /// Masks for `model`'s prunable weights except those whose name matches a pattern of
+    /// `keep` (`*` stands for any run of characters); an unmatched pattern is an error.
+    pub fn masks_except(self, model: &dyn Network, rate: f64, keep: &[String]) -> Result<Masks> {
+        let params = model.prunable();
+        for pat in keep {
+            if !params.iter().any(|p| glob_match(pat, &p.name)) {
+                return Err(crate::Error::Config(format!(
+                    "prune.keep_dense: '{pat}' matches no prunable weight of {}",
+                    model.name()
+                )));
+            }
+        }
+        let kept = params
+            .into_iter()
+            .filter(|p| !keep.iter().any(|pat| glob_match(pat, &p.name)))
+            .collect();
+        self.masks_of(kept, rate)
+    }
+
+    fn masks_of(self, params: Vec<Param>, rate: f64) -> Result<Masks> {
         match self {
-            PruneMethod::Layerwise => layerwise_magnitude(model, rate),
-            PruneMethod::Global => global_magnitude(model, rate),
+            PruneMethod::Layerwise => layerwise_of(params, rate),
+            PruneMethod::Global => global_of(params, rate),
         }
     }
+}
+
+/// Whether `name` matches `pattern`, where `*` matches any (possibly empty) run of characters.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 impl fmt::Display for PruneMethod {
@@ -85,9 +128,13 @@ fn mask_from_zeroed(template: &Tensor, n: usize, zeroed: &[usize]) -> Result<Ten
 
 /// Layer-wise magnitude pruning: each prunable weight loses `round(rate * n)` entries.
 pub fn layerwise_magnitude(model: &dyn Network, rate: f64) -> Result<Masks> {
+    layerwise_of(model.prunable(), rate)
+}
+
+fn layerwise_of(params: Vec<Param>, rate: f64) -> Result<Masks> {
     check_rate(rate)?;
     let mut masks = Masks::default();
-    for p in model.prunable() {
+    for p in params {
         let t = p.var.as_tensor();
         let values = t
             .flatten_all()?
@@ -102,8 +149,11 @@ pub fn layerwise_magnitude(model: &dyn Network, rate: f64) -> Result<Masks> {
 
 /// Global magnitude pruning: `round(rate * total)` smallest weights over all layers.
 pub fn global_magnitude(model: &dyn Network, rate: f64) -> Result<Masks> {
+    global_of(model.prunable(), rate)
+}
+
+fn global_of(params: Vec<Param>, rate: f64) -> Result<Masks> {
     check_rate(rate)?;
-    let params = model.prunable();
     let mut all = Vec::new();
     let mut offsets = Vec::with_capacity(params.len());
     for p in &params {
@@ -231,5 +281,27 @@ mod tests {
         assert!(layerwise_magnitude(&model, 1.5).is_err());
         assert!(global_magnitude(&model, -0.1).is_err());
         assert!("bogus".parse::<PruneMethod>().is_err());
+    }
+
+    #[test]
+    fn keep_dense_patterns() -> Result<()> {
+        assert!(glob_match("layers.*.fc2.weight", "layers.12.fc2.weight"));
+        assert!(!glob_match("layers.*.fc2.weight", "layers.12.fc1.weight"));
+        assert!(glob_match("fc1.weight", "fc1.weight") && !glob_match("fc1.weight", "fc1.weightx"));
+        assert!(
+            glob_match("*", "anything")
+                && glob_match("a*b*c", "axxbyyc")
+                && !glob_match("a*b*c", "acb")
+        );
+        let model = LeNet5::new(10, 3, &Device::Cpu)?;
+        let keep = vec!["fc*.weight".to_string()];
+        let masks = PruneMethod::Layerwise.masks_except(&model, 0.99, &keep)?;
+        assert!(masks.get("conv1.weight").is_some() && masks.get("conv2.weight").is_some());
+        assert!(masks.get("fc1.weight").is_none() && masks.get("fc3.weight").is_none());
+        let e = PruneMethod::Layerwise
+            .masks_except(&model, 0.99, &["shortcut.*".to_string()])
+            .unwrap_err();
+        assert!(e.to_string().contains("shortcut.*"), "{e}");
+        Ok(())
     }
 }

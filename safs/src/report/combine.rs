@@ -1,124 +1,81 @@
-//! Table 1 across seeds: mean and sample standard deviation of every arm.
-
-use std::cmp::Ordering;
+//! Table 1 across seeds as a frame: mean, standard deviation and 95% interval of every arm
+//! and of the paired differences.
 
 use polars::prelude::{Column, DataFrame};
 
-use super::table::{arm_values, ARMS};
-use crate::experiment::ResultRow;
-use crate::{Error, Result};
-
-/// Mean, sample standard deviation (ddof 1) and count of the present values.
-fn stats(values: &[Option<f64>]) -> (Option<f64>, Option<f64>, u32) {
-    let xs: Vec<f64> = values.iter().flatten().copied().collect();
-    let n = xs.len();
-    if n == 0 {
-        return (None, None, 0);
-    }
-    let mean = xs.iter().sum::<f64>() / n as f64;
-    let std = (n > 1).then(|| {
-        let ss: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum();
-        (ss / (n - 1) as f64).sqrt()
-    });
-    (Some(mean), std, n as u32)
-}
-
-/// The grouping order: model, dataset, prune_rate, budget.
-fn key_cmp(a: &ResultRow, b: &ResultRow) -> Ordering {
-    a.model
-        .cmp(&b.model)
-        .then_with(|| a.dataset.cmp(&b.dataset))
-        .then_with(|| a.prune_rate.total_cmp(&b.prune_rate))
-        .then_with(|| a.budget.cmp(&b.budget))
-}
+use super::seeds::{summarize_seeds, SeedSummary, PAIRS};
+use super::stats::Summary;
+use crate::experiment::{Arm, ResultRow};
+use crate::Result;
 
 /// Groups runs by (model, dataset, prune_rate, budget), sorted by that key, into
-/// `n_seeds` and, for every arm and `gain`, `{arm}_mean`, `{arm}_std`, `{arm}_n`.
+/// `n_seeds` and, for `dense` and every arm, `{arm}_mean`, `{arm}_std`, `{arm}_ci95` (the
+/// half-width of the 95% Student-t interval) and `{arm}_n`; then the paired per-seed
+/// differences of [`PAIRS`](super::PAIRS) the same way (`safs_minus_magnitude_pruning_mean`,
+/// ...). `gain_*` repeats SAFS minus magnitude pruning under its Table 1 name.
 ///
-/// Missing arms (nulls) are skipped: `{arm}_n` counts the seeds that have the arm,
-/// the mean is over those, and the std (ddof 1) is null below two values.
-/// `gain` is averaged per seed (seeds with both SAFS and magnitude pruning), so
-/// `gain_mean` can differ from `safs_mean - magnitude_pruning_mean` when arms are
-/// missing. A seed appearing twice in one group is an error (a run counted twice).
+/// Missing arms (nulls) are skipped: `{arm}_n` counts the seeds that have the arm, the mean
+/// is over those, and std and interval are null below two values. A difference uses only
+/// the seeds that have both arms. A seed appearing twice in one group is an error.
 pub fn combine(rows: &[ResultRow]) -> Result<DataFrame> {
-    let mut sorted: Vec<&ResultRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| key_cmp(a, b).then(a.seed.cmp(&b.seed)));
-    let mut groups: Vec<Vec<&ResultRow>> = Vec::new();
-    for row in sorted {
-        match groups.last_mut() {
-            Some(g) if key_cmp(g[0], row) == Ordering::Equal => {
-                if g.iter().any(|r| r.seed == row.seed) {
-                    return Err(Error::Config(format!(
-                        "run {}/{}/prune {}/budget {} seed {} appears more than once",
-                        row.model, row.dataset, row.prune_rate, row.budget, row.seed
-                    )));
-                }
-                g.push(row);
-            }
-            _ => groups.push(vec![row]),
-        }
-    }
-
+    let groups = summarize_seeds(rows)?;
     let n = groups.len();
+    let strs = |f: &dyn Fn(&SeedSummary) -> &str| groups.iter().map(f).collect::<Vec<_>>();
     let mut columns = vec![
-        Column::new(
-            "model".into(),
-            groups
-                .iter()
-                .map(|g| g[0].model.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "dataset".into(),
-            groups
-                .iter()
-                .map(|g| g[0].dataset.as_str())
-                .collect::<Vec<_>>(),
-        ),
+        Column::new("model".into(), strs(&|g| &g.model)),
+        Column::new("dataset".into(), strs(&|g| &g.dataset)),
         Column::new(
             "prune_rate".into(),
-            groups.iter().map(|g| g[0].prune_rate).collect::<Vec<_>>(),
+            groups.iter().map(|g| g.prune_rate).collect::<Vec<_>>(),
         ),
-        Column::new(
-            "budget".into(),
-            groups
-                .iter()
-                .map(|g| g[0].budget.as_str())
-                .collect::<Vec<_>>(),
-        ),
+        Column::new("budget".into(), strs(&|g| &g.budget)),
         Column::new(
             "n_seeds".into(),
-            groups.iter().map(|g| g.len() as u32).collect::<Vec<_>>(),
+            groups
+                .iter()
+                .map(|g| g.seeds.len() as u32)
+                .collect::<Vec<_>>(),
         ),
     ];
-    let names = ARMS.iter().copied().chain(["gain"]);
-    for (k, arm) in names.enumerate() {
-        let per_group: Vec<(Option<f64>, Option<f64>, u32)> = groups
-            .iter()
-            .map(|g| {
-                let values: Vec<Option<f64>> = g
-                    .iter()
-                    .map(|r| match k {
-                        5 => r.gain(),
-                        _ => arm_values(r)[k],
-                    })
-                    .collect();
-                stats(&values)
-            })
-            .collect();
+    let mut push = |stem: &str, col: Vec<Option<&Summary>>| {
         columns.push(Column::new(
-            format!("{arm}_mean").into(),
-            per_group.iter().map(|s| s.0).collect::<Vec<_>>(),
+            format!("{stem}_mean").into(),
+            col.iter().map(|s| s.map(|s| s.mean)).collect::<Vec<_>>(),
         ));
         columns.push(Column::new(
-            format!("{arm}_std").into(),
-            per_group.iter().map(|s| s.1).collect::<Vec<_>>(),
+            format!("{stem}_std").into(),
+            col.iter()
+                .map(|s| s.and_then(|s| s.std))
+                .collect::<Vec<_>>(),
         ));
         columns.push(Column::new(
-            format!("{arm}_n").into(),
-            per_group.iter().map(|s| s.2).collect::<Vec<_>>(),
+            format!("{stem}_ci95").into(),
+            col.iter()
+                .map(|s| s.and_then(|s| s.ci95))
+                .collect::<Vec<_>>(),
         ));
+        columns.push(Column::new(
+            format!("{stem}_n").into(),
+            col.iter()
+                .map(|s| s.map_or(0, |s| s.n as u32))
+                .collect::<Vec<_>>(),
+        ));
+    };
+    push("dense", groups.iter().map(|g| g.dense.as_ref()).collect());
+    for arm in Arm::ALL {
+        push(arm.name(), groups.iter().map(|g| g.arm(arm)).collect());
     }
+    for (a, b) in PAIRS {
+        let stem = format!("{}_minus_{}", a.name(), b.name());
+        push(&stem, groups.iter().map(|g| g.diff(a, b)).collect());
+    }
+    push(
+        "gain",
+        groups
+            .iter()
+            .map(|g| g.diff(Arm::Safs, Arm::MagnitudePruning))
+            .collect(),
+    );
     Ok(DataFrame::new(n, columns)?)
 }
 
@@ -180,7 +137,8 @@ mod tests {
             ),
         ];
         let df = combine(&rows).unwrap();
-        assert_eq!(df.shape(), (2, 5 + 6 * 3));
+        // 5 key columns, then (dense + 4 arms + 4 differences + gain) x (mean, std, ci95, n).
+        assert_eq!(df.shape(), (2, 5 + 10 * 4));
         let budget = df.column("budget").unwrap().str().unwrap();
         assert_eq!(
             (budget.get(0), budget.get(1)),
@@ -189,9 +147,11 @@ mod tests {
         let n = df.column("n_seeds").unwrap().u32().unwrap();
         assert_eq!((n.get(0), n.get(1)), (Some(3), Some(1)));
 
-        // safs 60, 62, 64: mean 62, var (4 + 0 + 4) / 2 = 4, std 2.
+        // safs 60, 62, 64: mean 62, var (4 + 0 + 4) / 2 = 4, std 2; 95% half-width
+        // t(0.975, 2) * 2 / sqrt(3) = 4.302653 * 1.154701 = 4.968275.
         close(f(&df, "safs_mean", 0), 62.0);
         close(f(&df, "safs_std", 0), 2.0);
+        assert!((f(&df, "safs_ci95", 0).unwrap() - 4.968275).abs() < 1e-5);
         // magnitude pruning 44, 46, 48: mean 46, std 2.
         close(f(&df, "magnitude_pruning_mean", 0), 46.0);
         close(f(&df, "magnitude_pruning_std", 0), 2.0);
@@ -207,10 +167,25 @@ mod tests {
         close(f(&df, "stage1_std", 0), 0.5f64.sqrt());
         let stage1_n = df.column("stage1_n").unwrap().u32().unwrap();
         assert_eq!(stage1_n.get(0), Some(2));
-        // gain per seed 16, 16, 16: mean 16, std 0.
+        // gain per seed 16, 16, 16: mean 16, std 0, interval of width 0.
         close(f(&df, "gain_mean", 0), 16.0);
         close(f(&df, "gain_std", 0), 0.0);
+        close(f(&df, "gain_ci95", 0), 0.0);
         assert_eq!(df.column("gain_n").unwrap().u32().unwrap().get(0), Some(3));
+        // Paired differences use the seeds with both arms: stage2 - MP over seeds 0, 1, 2
+        // is 14, 13, 15 (mean 14, std 1); safs - stage1 only seeds 0, 1: 0, 1.
+        close(f(&df, "stage2_minus_magnitude_pruning_mean", 0), 14.0);
+        close(f(&df, "stage2_minus_magnitude_pruning_std", 0), 1.0);
+        close(f(&df, "safs_minus_stage1_mean", 0), 0.5);
+        assert_eq!(
+            df.column("safs_minus_stage1_n")
+                .unwrap()
+                .u32()
+                .unwrap()
+                .get(0),
+            Some(2)
+        );
+        close(f(&df, "safs_minus_magnitude_pruning_mean", 0), 16.0);
 
         // A single seed: mean is the value, std is null; a missing arm is null with n 0.
         close(f(&df, "dense_mean", 1), 99.0);

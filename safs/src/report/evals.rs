@@ -76,7 +76,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::activation::{ActivationPlan, Op};
-    use crate::experiment::Stage;
+    use crate::experiment::{Arm, Stage};
 
     /// Three records: an ok search step, a failed one, an ok final with a test score.
     pub(crate) fn sample_records() -> Vec<EvalRecord> {
@@ -85,38 +85,50 @@ pub(crate) mod tests {
         hp.insert("lr".to_string(), serde_json::json!(0.01));
         vec![
             EvalRecord {
-                stage: Stage::Stage1Search,
+                stage: Stage::Search(Arm::Stage1),
                 step: 0,
                 plan: ActivationPlan(vec![Op::Relu, Op::Swish]),
                 hparams: hp.clone(),
                 alphas: vec![1.0, 1.0],
                 betas: vec![1.0, 1.0],
+                op_params: vec![vec![], vec![]],
                 valid_acc: 55.5,
                 test_acc: None,
+                best_epoch: None,
+                epochs: Vec::new(),
+                train_images: 0,
                 status: EvalStatus::Ok,
                 seconds: 1.25,
             },
             EvalRecord {
-                stage: Stage::Stage2Search,
+                stage: Stage::Search(Arm::Stage2),
                 step: 3,
                 plan: ActivationPlan(vec![Op::Gelu, Op::Relu]),
                 hparams: BTreeMap::new(),
                 alphas: vec![0.5, 2.0],
                 betas: vec![1.5, 0.25],
+                op_params: vec![vec![], vec![]],
                 valid_acc: 0.0,
                 test_acc: None,
+                best_epoch: None,
+                epochs: Vec::new(),
+                train_images: 0,
                 status: EvalStatus::Failed("loss is NaN at epoch 2".to_string()),
                 seconds: 0.5,
             },
             EvalRecord {
-                stage: Stage::SafsFinal,
+                stage: Stage::Final(Arm::Safs),
                 step: 0,
                 plan: ActivationPlan(vec![Op::Swish, Op::Elu]),
                 hparams: hp,
                 alphas: vec![1.125, 0.875],
                 betas: vec![0.75, 1.0],
+                op_params: vec![vec![], vec![]],
                 valid_acc: 63.0,
                 test_acc: Some(62.22),
+                best_epoch: None,
+                epochs: Vec::new(),
+                train_images: 0,
                 status: EvalStatus::Ok,
                 seconds: 10.0,
             },

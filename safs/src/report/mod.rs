@@ -1,5 +1,6 @@
 //! Polars result tables: the raw evaluation log, the Table 1 layout, the
-//! across-seed summary, and their files (CSV, Parquet, JSON lines).
+//! across-seed summary (means with Student-t intervals, paired differences), and their
+//! files (CSV, Parquet, JSON lines).
 //!
 //! The frames are built in plain Rust (the crate's Polars has no lazy API) and
 //! are meant to be displayed ([`format_table`]), written ([`write_csv`],
@@ -8,11 +9,15 @@
 mod combine;
 mod evals;
 mod files;
+mod seeds;
+mod stats;
 mod table;
 
 pub use combine::combine;
 pub use evals::evals_frame;
 pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
+pub use seeds::{summarize_seeds, PairedDiff, SeedSummary, PAIRS};
+pub use stats::{t_cdf, t_quantile, Summary};
 pub use table::{format_table, paper_table1, table1_frame, ARMS};
 
 /// Re-exported so callers can name the frame type without depending on Polars.

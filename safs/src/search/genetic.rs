@@ -87,7 +87,7 @@ mod tests {
             elite: 2,
             tournament: 2,
         };
-        assert_eq!(method.max_evaluations(), 6 + 3 * 4);
+        assert_eq!(method.evaluations(), 6 + 3 * 4);
         let mut calls = Vec::new();
         let r = run_search(
             &method,

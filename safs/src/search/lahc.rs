@@ -1,10 +1,20 @@
 //! Late Acceptance Hill Climbing (Burke & Bykov, "The late acceptance hill-climbing
-//! heuristic", EJOR 258(1), 2017), written for maximisation as SAFS uses it.
+//! heuristic", EJOR 258(1), 2017) with the rules of the PyPI `lahc` package (1.0.5) that the
+//! SAFS authors run, written for maximisation (their energy is `1 / accuracy`, so a lower
+//! energy is a higher score and every comparison below is theirs, mirrored).
 //!
-//! A history of the last L current scores, initially all the start score. At step i the
-//! candidate is a [`SearchSpace::neighbour`] of the current plan; with `v = i mod L` it is
-//! accepted when `cand >= current` or `cand >= history[v]`; then `history[v] = current`
-//! (the current score after the decision).
+//! ```text
+//! current = start, history = [score(start); L], idle = 0, step = 0
+//! until step > min_steps and idle > idle_fraction * step:
+//!     candidate = move(current); s = score(candidate)
+//!     idle = idle + 1 if s <= score(current) else 0      (idle: no gain on the current plan)
+//!     v = step mod L
+//!     accept if s > history[v] or s >= score(current)
+//!     if score(current) > history[v]: history[v] = score(current)   (after the decision)
+//!     step += 1
+//! ```
+//! So a history slot only ever rises, and with `min_steps = 20` the search makes at least
+//! 21 moves: 22 evaluations with the start plan.
 
 use rand_chacha::ChaCha8Rng;
 
@@ -12,11 +22,23 @@ use super::{SearchSpace, Tracker};
 use crate::activation::ActivationPlan;
 use crate::Result;
 
-/// Run LAHC for up to `steps` objective calls (step 0 = `start`).
+/// LAHC's settings (see [`super::SearchMethod::Lahc`]).
+pub(super) struct Params {
+    pub(super) min_steps: usize,
+    pub(super) history: usize,
+    pub(super) idle_fraction: f64,
+    pub(super) max_evaluations: Option<usize>,
+    pub(super) reference_move: bool,
+}
+
+/// Whether the `lahc` package would stop before making move number `step + 1`.
+pub(super) fn done(min_steps: usize, idle_fraction: f64, step: usize, idle: usize) -> bool {
+    step > min_steps && idle as f64 > step as f64 * idle_fraction
+}
+
+/// Run LAHC from `start` (evaluated first).
 pub(super) fn run(
-    steps: usize,
-    history_len: usize,
-    idle_steps: Option<usize>,
+    p: Params,
     space: &SearchSpace,
     start: &ActivationPlan,
     rng: &mut ChaCha8Rng,
@@ -25,41 +47,54 @@ pub(super) fn run(
     let first = tracker.evaluate(start, |_| true)?;
     let mut current = start.clone();
     let mut current_score = first.score;
-    let mut history = vec![current_score; history_len];
-    let mut idle = 0usize;
-    for i in 1..steps {
-        if idle_steps.is_some_and(|limit| idle >= limit) {
-            break;
-        }
-        let candidate = space.neighbour(&current, rng);
-        let v = i % history_len;
-        let late = history[v];
-        let cur = current_score;
-        let e = tracker.evaluate(&candidate, |s| s >= cur || s >= late)?;
+    let mut history = vec![current_score; p.history];
+    let (mut step, mut idle) = (0usize, 0usize);
+    let mut evaluations = 1usize;
+    while !done(p.min_steps, p.idle_fraction, step, idle)
+        && p.max_evaluations.is_none_or(|m| evaluations < m)
+    {
+        let candidate = if p.reference_move {
+            space.reference_neighbour(&current, rng)
+        } else {
+            space.neighbour(&current, rng)
+        };
+        let v = step % p.history;
+        let (late, cur) = (history[v], current_score);
+        let e = tracker.evaluate(&candidate, |s| s > late || s >= cur)?;
+        evaluations += 1;
+        idle = if e.score <= cur { idle + 1 } else { 0 };
         if e.accepted {
             current = candidate;
             current_score = e.score;
         }
-        history[v] = current_score;
-        idle = if e.improved { 0 } else { idle + 1 };
+        if current_score > history[v] {
+            history[v] = current_score;
+        }
+        step += 1;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::done;
     use crate::activation::{ActivationPlan, Op};
     use crate::search::{run_search, SearchMethod, SearchMode, SearchSpace, SearchStep};
 
-    /// Run LAHC over a one-slot space of two operators {swish, gelu} from swish: the move
-    /// then always yields the other operator, so the candidate sequence is hand-checkable.
-    fn scripted(history: usize, scores: &[f64]) -> Vec<SearchStep> {
-        let space = SearchSpace::new(vec![Op::Swish, Op::Gelu], 1, SearchMode::PerLayer);
-        let method = SearchMethod::Lahc {
-            steps: scores.len(),
+    fn lahc(min_steps: usize, history: usize, max: Option<usize>) -> SearchMethod {
+        SearchMethod::Lahc {
+            min_steps,
             history,
-            idle_steps: None,
-        };
+            idle_fraction: 0.02,
+            max_evaluations: max,
+            reference_move: false,
+        }
+    }
+
+    /// LAHC over a one-slot space of two operators {swish, gelu} from swish: the move then
+    /// always yields the other operator, so the candidate sequence is hand-checkable.
+    fn scripted(method: SearchMethod, scores: &[f64]) -> Vec<SearchStep> {
+        let space = SearchSpace::new(vec![Op::Swish, Op::Gelu], 1, SearchMode::PerLayer);
         let start = ActivationPlan::uniform(Op::Swish, 1);
         let r = run_search(
             &method,
@@ -70,7 +105,6 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        assert_eq!(r.steps.len(), scores.len());
         r.steps
     }
 
@@ -83,108 +117,90 @@ mod tests {
     }
 
     #[test]
-    fn acceptance_rule_by_hand_l2() {
-        // L = 2, start swish (S), other gelu (G). h = history, v = i mod 2.
-        // i  cand  score  v  cur  h[v]  decision                         h after   cur after
-        // 0  S     50     -  -    -     start                            [50,50]   S 50
-        // 1  G     60     1  50   50    60 >= 50 accept                  [50,60]   G 60
-        // 2  S     55     0  60   50    55 < 60 but >= h[0]=50: accept   [55,60]   S 55
-        // 3  G     58     1  55   60    58 >= 55 accept                  [55,58]   G 58
-        // 4  S     54     0  58   55    54 < 58 and < 55: reject         [58,58]   G 58
-        // 5  S     57     1  58   58    57 < 58, < 58: reject            [58,58]   G 58
-        // 6  S     58     0  58   58    58 >= 58 accept (ties accept)    [58,58]   S 58
-        // 7  G     70     1  58   58    accept                           [58,70]   G 70
-        // 8  S     59     0  70   58    59 < 70 but >= 58: accept        [59,70]   S 59
-        // 9  G     65     1  59   70    65 >= 59 accept                  [59,65]   G 65
-        let steps = scripted(2, &[50., 60., 55., 58., 54., 57., 58., 70., 59., 65.]);
+    fn acceptance_and_history_by_hand_l2() {
+        // L = 2, start swish (S), other gelu (G); v = step mod 2 with step counting moves
+        // from 0 (the start is not a move). h = history after the step.
+        // call cand score step v  cur  h[v] decision                       h after   cur
+        // 0    S    50    -    -  -    -    start                          [50,50]   S 50
+        // 1    G    60    0    0  50   50   60 >= 50 accept; 60 > h0       [60,50]   G 60
+        // 2    S    55    1    1  60   50   55 > h1 = 50 accept; 55 > h1   [60,55]   S 55
+        // 3    G    58    2    0  55   60   58 >= 55 accept; 58 < 60 keep  [60,55]   G 58
+        // 4    S    54    3    1  58   55   54 < 58, < 55: reject; 58 > 55 [60,58]   G 58
+        // 5    S    58    4    0  58   60   58 >= 58 accept (ties accept)  [60,58]   S 58
+        // 6    G    57    5    1  58   58   57 < 58, not > 58: reject      [60,58]   S 58
+        // 7    G    59    6    0  58   60   59 >= 58 accept                [60,58]   G 59
+        let steps = scripted(
+            lahc(100, 2, Some(8)),
+            &[50., 60., 55., 58., 54., 58., 57., 59.],
+        );
         check(
             &steps,
-            "swish gelu swish gelu swish swish swish gelu swish gelu",
-            &[true, true, true, true, false, false, true, true, true, true],
+            "swish gelu swish gelu swish swish gelu gelu",
+            &[true, true, true, true, false, true, false, true],
         );
         let best: Vec<f64> = steps.iter().map(|s| s.best_score).collect();
-        assert_eq!(best, [50., 60., 60., 60., 60., 60., 60., 70., 70., 70.]);
-        assert_eq!(steps[9].best_plan, ActivationPlan::uniform(Op::Gelu, 1));
+        assert_eq!(best, [50., 60., 60., 60., 60., 60., 60., 60.]);
     }
 
     #[test]
-    fn acceptance_rule_by_hand_l3() {
-        // L = 3, v = i mod 3. The history lets the current score drift down.
-        // i  cand  score  v  cur  h[v]  decision                         h after      cur
-        // 0  S     10     -  -    -     start                            [10,10,10]   S 10
-        // 1  G     20     1  10   10    accept                           [10,20,10]   G 20
-        // 2  S     15     2  20   10    15 >= h[2]=10 accept             [10,20,15]   S 15
-        // 3  G     12     0  15   10    12 >= h[0]=10 accept             [12,20,15]   G 12
-        // 4  S     11     1  12   20    11 < 12, < 20 reject             [12,12,15]   G 12
-        // 5  S     13     2  12   15    13 >= 12 accept                  [12,12,13]   S 13
-        // 6  G     12     0  13   12    12 >= h[0]=12 accept             [12,12,13]   G 12
-        // 7  S     11     1  12   12    reject                           [12,12,13]   G 12
-        let steps = scripted(3, &[10., 20., 15., 12., 11., 13., 12., 11.]);
-        check(
-            &steps,
-            "swish gelu swish gelu swish swish gelu swish",
-            &[true, true, true, true, false, true, true, false],
-        );
-        assert_eq!(steps[7].best_score, 20.0);
-        assert_eq!(steps[7].best_plan, ActivationPlan::uniform(Op::Gelu, 1));
-    }
-
-    #[test]
-    fn rejected_steps_also_write_the_history() {
-        // L = 2. A rejection stores the current score in h[v] too, raising that entry.
-        // i  cand  score  v  cur  h[v]  decision                 h after   cur
-        // 0  S     10     -  -    -     start                    [10,10]   S 10
-        // 1  G     20     1  10   10    accept                   [10,20]   G 20
-        // 2  S     5      0  20   10    reject; h[0] = 20        [20,20]   G 20
-        // 3  S     25     1  20   20    accept                   [20,25]   S 25
-        // 4  G     15     0  25   20    15 < 25, < 20: reject    [25,25]   S 25
-        // (had the rejection at step 2 left h[0] = 10, step 4 would be accepted.)
-        let steps = scripted(2, &[10., 20., 5., 25., 15.]);
+    fn history_only_rises_so_a_drop_is_refused_later() {
+        // L = 1 is not plain hill climbing here: h[0] keeps the best current score seen.
+        // call cand score step cur h0  decision              h0 after cur
+        // 0    S    10    -    -   -   start                 10       10
+        // 1    G    20    0    10  10  accept                20       20
+        // 2    S    15    1    20  20  15 < 20: reject       20       20
+        // 3    S    20    2    20  20  20 >= 20 accept       20       20
+        // 4    G    19    3    20  20  reject                20       20
+        let steps = scripted(lahc(100, 1, Some(5)), &[10., 20., 15., 20., 19.]);
         check(
             &steps,
             "swish gelu swish swish gelu",
             &[true, true, false, true, false],
         );
-    }
-
-    #[test]
-    fn history_one_is_plain_hill_climbing_with_ties() {
-        // L = 1: h[0] is always the current score, so only cand >= current is accepted.
-        let steps = scripted(1, &[5., 4., 5., 3., 6., 6., 5.]);
+        // With L = 3 a worse candidate passes while its history slot still holds the start.
+        // call cand score step v cur h[v] decision                 h after
+        // 0    S    10    -    - -   -    start                    [10,10,10]
+        // 1    G    20    0    0 10  10   accept                   [20,10,10]
+        // 2    S    15    1    1 20  10   15 > 10 accept           [20,15,10]
+        // 3    G    12    2    2 15  10   12 > 10 accept           [20,15,12]
+        // 4    S    11    3    0 12  20   reject; 12 < 20 keep     [20,15,12]
+        // 5    S    14    4    1 12  15   14 >= 12 accept          [20,15,12]
+        let steps = scripted(lahc(100, 3, Some(6)), &[10., 20., 15., 12., 11., 14.]);
         check(
             &steps,
-            "swish gelu gelu swish swish gelu swish",
-            &[true, false, true, false, true, true, false],
+            "swish gelu swish gelu swish swish",
+            &[true, true, true, true, false, true],
         );
+        assert_eq!(steps[5].best_score, 20.0);
     }
 
     #[test]
-    fn idle_stop_counts_steps_without_improvement() {
-        let space = SearchSpace::paper(3);
-        let method = SearchMethod::Lahc {
-            steps: 20,
-            history: 3,
-            idle_steps: Some(3),
-        };
-        let start = ActivationPlan::uniform(Op::Relu, 3);
-        // 1 at step 0, improvement at step 2, then flat: steps 3, 4, 5 idle -> stop.
-        let scores = [1., 1., 2., 2., 1., 2., 9., 9.];
-        let mut calls = 0;
-        let r = run_search(
-            &method,
-            &space,
-            &start,
-            0,
-            &mut |i, _| {
-                calls += 1;
-                Ok(scores[i])
-            },
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(calls, 6);
-        assert_eq!(r.steps.len(), 6);
-        assert_eq!(r.best_score, 2.0);
-        assert_eq!(r.best_plan, r.steps[2].plan);
+    fn stops_as_the_lahc_package_does() {
+        // The package's test: step > steps_minimum and step_idle > step * 0.02.
+        assert!(!done(20, 0.02, 20, 5));
+        assert!(!done(20, 0.02, 21, 0));
+        assert!(done(20, 0.02, 21, 1));
+        assert!(!done(20, 0.02, 60, 1)); // 1 > 1.2 is false
+        assert!(done(20, 0.02, 60, 2));
+        // Flat scores: every move is idle, so 21 moves after the start: 22 evaluations.
+        let steps = scripted(lahc(20, 3, None), &[50.0; 40]);
+        assert_eq!(steps.len(), 22);
+        // A rising score resets idle on every move until the scores run flat.
+        let mut scores: Vec<f64> = (0..30).map(|i| i as f64).collect();
+        scores.extend([0.0; 20]);
+        let steps = scripted(lahc(20, 3, None), &scores);
+        // Moves 0..28 improve (scores 1..29), the 30th move (call 30) is idle at step 30.
+        assert_eq!(steps.len(), 31);
+        // Idle counts moves without a gain on the current plan, not on the best:
+        // accepted-but-lower candidates are idle too.
+        let steps = scripted(lahc(2, 3, None), &[10., 9., 11., 10.5]);
+        assert_eq!(
+            steps.len(),
+            4,
+            "{:?}",
+            steps.iter().map(|s| s.score).collect::<Vec<_>>()
+        );
+        // The cap wins over the rule.
+        assert_eq!(scripted(lahc(20, 3, Some(5)), &[50.0; 40]).len(), 5);
     }
 }

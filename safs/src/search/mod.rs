@@ -36,26 +36,39 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SearchMethod {
-    /// Late Acceptance Hill Climbing (Burke & Bykov 2017), the SAFS method: `steps`
-    /// evaluations (step 0 = start), history length `history` (the reference's L).
+    /// Late Acceptance Hill Climbing (Burke & Bykov 2017), the SAFS method, with the stopping
+    /// rule of the `lahc` package: at least `min_steps` moves after the start plan, then stop
+    /// once the moves without a gain on the current plan exceed `idle_fraction` of the moves.
     Lahc {
-        /// Objective calls, counting the start plan.
-        steps: usize,
+        /// Minimum number of moves (the `lahc` package's `steps_minimum`; 20 gives at least
+        /// 22 evaluations with the start plan). Experiment files leave it to the budget.
+        #[serde(default)]
+        min_steps: usize,
         /// Length L of the late-acceptance history.
         #[serde(default = "default_history")]
         history: usize,
-        /// Stop after this many consecutive steps without improving the best.
+        /// Stop once idle moves exceed this fraction of the moves made (`lahc`: 0.02).
+        #[serde(default = "default_idle_fraction")]
+        idle_fraction: f64,
+        /// A hard cap on objective calls, start plan included.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        idle_steps: Option<usize>,
+        max_evaluations: Option<usize>,
+        /// The SAFS authors' move: the changed slot may keep its operator and the two
+        /// swapped slots may coincide, so a candidate can equal the current plan. Off: every
+        /// move changes the plan ([`SearchSpace::neighbour`]).
+        #[serde(default)]
+        reference_move: bool,
     },
     /// Uniformly random plans.
     Random {
         /// Objective calls, counting the start plan.
+        #[serde(default)]
         steps: usize,
     },
     /// Simulated annealing with the LAHC move and geometric cooling `T = t0 * cooling^i`.
     Annealing {
         /// Objective calls, counting the start plan.
+        #[serde(default)]
         steps: usize,
         /// Initial temperature in score units (e.g. 5.0 accuracy points).
         t0: f64,
@@ -68,6 +81,7 @@ pub enum SearchMethod {
         /// Individuals per generation (generation 0 includes the start plan).
         population: usize,
         /// Number of generations, counting generation 0.
+        #[serde(default)]
         generations: usize,
         /// Per-slot mutation probability.
         mutation_rate: f64,
@@ -82,6 +96,10 @@ fn default_history() -> usize {
     3
 }
 
+fn default_idle_fraction() -> f64 {
+    0.02
+}
+
 impl Default for SearchMethod {
     fn default() -> Self {
         Self::paper()
@@ -89,12 +107,14 @@ impl Default for SearchMethod {
 }
 
 impl SearchMethod {
-    /// The SAFS reference's setting: LAHC, 20 steps, history 3, no idle stop.
+    /// The SAFS reference's setting: LAHC, history 3, at least 20 moves, idle stop at 2%.
     pub fn paper() -> Self {
         Self::Lahc {
-            steps: 20,
+            min_steps: 20,
             history: 3,
-            idle_steps: None,
+            idle_fraction: 0.02,
+            max_evaluations: None,
+            reference_move: false,
         }
     }
 
@@ -108,12 +128,16 @@ impl SearchMethod {
         }
     }
 
-    /// The most objective calls a run makes (LAHC may stop earlier on `idle_steps`).
-    pub fn max_evaluations(&self) -> usize {
+    /// The objective calls a run makes: exact for every method but LAHC, whose count depends
+    /// on the scores; for LAHC its minimum (`min_steps + 2`, or the cap if lower).
+    pub fn evaluations(&self) -> usize {
         match *self {
-            Self::Lahc { steps, .. } | Self::Random { steps } | Self::Annealing { steps, .. } => {
-                steps
-            }
+            Self::Lahc {
+                min_steps,
+                max_evaluations,
+                ..
+            } => max_evaluations.map_or(min_steps + 2, |m| m.min(min_steps + 2)),
+            Self::Random { steps } | Self::Annealing { steps, .. } => steps,
             Self::Genetic {
                 population,
                 generations,
@@ -121,6 +145,33 @@ impl SearchMethod {
                 ..
             } => population + generations.saturating_sub(1) * population.saturating_sub(elite),
         }
+    }
+
+    /// The method with a run length of `steps`: LAHC's minimum moves, the evaluations of
+    /// random search and annealing, and for the genetic algorithm as many generations as
+    /// it takes to spend about `steps` evaluations.
+    pub fn with_steps(&self, steps: usize) -> Self {
+        let mut m = self.clone();
+        match &mut m {
+            Self::Lahc { min_steps: s, .. }
+            | Self::Random { steps: s }
+            | Self::Annealing { steps: s, .. } => *s = steps,
+            Self::Genetic {
+                population,
+                generations,
+                elite,
+                ..
+            } => {
+                let per = population.saturating_sub(*elite).max(1);
+                *generations = 1 + steps.saturating_sub(*population).div_ceil(per);
+            }
+        }
+        m
+    }
+
+    /// [`SearchMethod::validate`] of every setting but the run length.
+    pub fn validate_shape(&self) -> Result<()> {
+        self.with_steps(3).validate()
     }
 
     /// An error naming the field and value unless every setting is in range.
@@ -133,18 +184,23 @@ impl SearchMethod {
         };
         match *self {
             Self::Lahc {
-                steps,
                 history,
-                idle_steps,
+                idle_fraction,
+                max_evaluations,
+                ..
             } => {
-                if steps < 1 {
-                    return bad("steps", steps.to_string(), ">= 1");
-                }
                 if history < 1 {
                     return bad("history", history.to_string(), ">= 1");
                 }
-                if idle_steps == Some(0) {
-                    return bad("idle_steps", "0".into(), ">= 1 (or leave it out)");
+                if !(idle_fraction.is_finite() && idle_fraction >= 0.0) {
+                    return bad(
+                        "idle_fraction",
+                        idle_fraction.to_string(),
+                        "finite and >= 0",
+                    );
+                }
+                if max_evaluations == Some(0) {
+                    return bad("max_evaluations", "0".into(), ">= 1 (or leave it out)");
                 }
             }
             Self::Random { steps } => {
@@ -249,13 +305,19 @@ pub fn run_search(
     };
     match *method {
         SearchMethod::Lahc {
-            steps,
+            min_steps,
             history,
-            idle_steps,
+            idle_fraction,
+            max_evaluations,
+            reference_move,
         } => lahc::run(
-            steps,
-            history,
-            idle_steps,
+            lahc::Params {
+                min_steps,
+                history,
+                idle_fraction,
+                max_evaluations,
+                reference_move,
+            },
             space,
             start,
             &mut rng,
@@ -293,7 +355,6 @@ pub fn run_search(
 struct Evaluated {
     score: f64,
     accepted: bool,
-    improved: bool,
 }
 
 /// Calls the objective with running step indices, keeps the best and the trace.
@@ -334,11 +395,7 @@ impl Tracker<'_> {
         };
         (self.on_step)(&rec);
         self.steps.push(rec);
-        Ok(Evaluated {
-            score,
-            accepted,
-            improved,
-        })
+        Ok(Evaluated { score, accepted })
     }
 
     fn finish(self) -> SearchResult {

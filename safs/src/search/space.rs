@@ -138,6 +138,28 @@ impl SearchSpace {
         }
     }
 
+    /// The SAFS authors' move, verbatim in its randomness: one random slot gets a random
+    /// candidate (possibly its own operator), then two random slots (possibly the same one)
+    /// swap. In uniform mode the one operator becomes a random candidate.
+    pub fn reference_neighbour<R: Rng>(
+        &self,
+        plan: &ActivationPlan,
+        rng: &mut R,
+    ) -> ActivationPlan {
+        match self.mode {
+            SearchMode::PerLayer => {
+                let mut ops = plan.0.clone();
+                let n = ops.len();
+                let i = rng.gen_range(0..n);
+                ops[i] = self.random_op(rng);
+                let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+                ops.swap(a, b);
+                ActivationPlan(ops)
+            }
+            SearchMode::Uniform => ActivationPlan::uniform(self.random_op(rng), plan.len()),
+        }
+    }
+
     /// Uniform crossover: each slot from either parent with probability 1/2 (uniform mode:
     /// the one operator from either parent).
     pub fn crossover<R: Rng>(

@@ -7,9 +7,11 @@ use crate::activation::Op;
 fn methods() -> Vec<SearchMethod> {
     vec![
         SearchMethod::Lahc {
-            steps: 60,
+            min_steps: 1000,
             history: 3,
-            idle_steps: None,
+            idle_fraction: 0.02,
+            max_evaluations: Some(60),
+            reference_move: false,
         },
         SearchMethod::Random { steps: 60 },
         SearchMethod::Annealing {
@@ -81,7 +83,7 @@ fn every_method_returns_best_evaluated_and_reports_every_call() {
     for m in methods() {
         let (r, trace, calls) = run_toy(&m, &space, 1);
         assert_eq!(trace, r.steps, "{m:?}: on_step trace is the result's");
-        assert_eq!(calls.len(), m.max_evaluations(), "{m:?}");
+        assert_eq!(calls.len(), m.evaluations(), "{m:?}");
         assert_eq!(calls, (0..calls.len()).collect::<Vec<_>>(), "{m:?}");
         assert_eq!(trace[0].plan, ActivationPlan::uniform(Op::Relu, 4));
         assert!(trace[0].accepted);
@@ -112,9 +114,11 @@ fn lahc_gets_near_the_optimum_on_a_four_slot_toy() {
     // on most seeds and beat random search with the same budget.
     let space = SearchSpace::paper(4);
     let lahc = SearchMethod::Lahc {
-        steps: 200,
+        min_steps: 1000,
         history: 3,
-        idle_steps: None,
+        idle_fraction: 0.02,
+        max_evaluations: Some(200),
+        reference_move: false,
     };
     let random = SearchMethod::Random { steps: 200 };
     let hits = |r: &SearchResult| r.best_score.floor();
@@ -176,7 +180,7 @@ fn failed_candidates_score_zero_and_the_search_goes_on() {
         )
         .unwrap();
         assert!(zeros > 0, "{m:?} never tried symexp");
-        assert_eq!(r.steps.len(), m.max_evaluations(), "{m:?}");
+        assert_eq!(r.steps.len(), m.evaluations(), "{m:?}");
         assert!(!r.best_plan.ops().contains(&Op::Symexp));
         assert!(r.best_score > 0.0);
     }
@@ -249,11 +253,26 @@ fn uniform_mode_produces_only_uniform_plans() {
 }
 
 #[test]
-fn per_layer_lahc_makes_exactly_the_budget_of_calls() {
+fn per_layer_lahc_stops_by_the_lahc_package_rule() {
     let space = SearchSpace::paper(4);
-    let (r, _, calls) = run_toy(&SearchMethod::paper(), &space, 0);
-    assert_eq!(calls.len(), 20);
-    assert_eq!(r.steps.len(), 20);
+    for seed in 0..4 {
+        let (r, _, calls) = run_toy(&SearchMethod::paper(), &space, seed);
+        assert!(calls.len() >= 22, "seed {seed}: {} calls", calls.len());
+        assert_eq!(r.steps.len(), calls.len());
+        // Recount idle moves from the trace: a move is idle when it does not beat the
+        // current plan's score; the search stops at the first step > 20 with idle > 2%.
+        let mut current = r.steps[0].score;
+        let mut idle = 0usize;
+        for (moves, s) in r.steps[1..].iter().enumerate() {
+            let moves = moves + 1;
+            idle = if s.score <= current { idle + 1 } else { 0 };
+            if s.accepted {
+                current = s.score;
+            }
+            let stop = moves > 20 && idle as f64 > 0.02 * moves as f64;
+            assert_eq!(stop, moves == r.steps.len() - 1, "seed {seed} move {moves}");
+        }
+    }
 }
 
 #[test]
@@ -265,10 +284,12 @@ fn invalid_configs_name_field_and_value() {
             .unwrap_err()
             .to_string()
     };
-    let lahc = |steps, history, idle_steps| SearchMethod::Lahc {
-        steps,
+    let lahc = |history, idle_fraction, max_evaluations| SearchMethod::Lahc {
+        min_steps: 5,
         history,
-        idle_steps,
+        idle_fraction,
+        max_evaluations,
+        reference_move: false,
     };
     let ga = |population, generations, mutation_rate, elite, tournament| SearchMethod::Genetic {
         population,
@@ -279,9 +300,10 @@ fn invalid_configs_name_field_and_value() {
     };
     let sa = |steps, t0, cooling| SearchMethod::Annealing { steps, t0, cooling };
     let cases: Vec<(SearchMethod, &str)> = vec![
-        (lahc(0, 3, None), "steps = 0"),
-        (lahc(5, 0, None), "history = 0"),
-        (lahc(5, 3, Some(0)), "idle_steps = 0"),
+        (lahc(0, 0.02, None), "history = 0"),
+        (lahc(3, -0.1, None), "idle_fraction = -0.1"),
+        (lahc(3, f64::NAN, None), "idle_fraction = NaN"),
+        (lahc(3, 0.02, Some(0)), "max_evaluations = 0"),
         (SearchMethod::Random { steps: 0 }, "steps = 0"),
         (sa(5, 0.0, 0.9), "t0 = 0"),
         (sa(5, f64::NAN, 0.9), "t0 = NaN"),
@@ -320,7 +342,7 @@ fn invalid_configs_name_field_and_value() {
     assert!(e.contains("uniform"), "{e}");
     // Edge values that are valid.
     for m in [
-        lahc(1, 1, Some(1)),
+        lahc(1, 0.0, Some(1)),
         sa(1, 1e-9, 1.0),
         ga(2, 1, 0.0, 1, 1),
         ga(2, 2, 1.0, 0, 5),
@@ -341,17 +363,22 @@ fn parse(s: &str) -> std::result::Result<Config, toml::de::Error> {
 
 #[test]
 fn toml_config_round_trip() {
-    let c = parse("[search]\nname = \"lahc\"\nsteps = 20\nhistory = 3\n").unwrap();
+    let c = parse("[search]\nname = \"lahc\"\nmin_steps = 20\nhistory = 3\n").unwrap();
     assert_eq!(c.search, SearchMethod::paper());
     assert_eq!(c.space, None);
-    // history defaults to 3; idle_steps is optional.
-    let c = parse("[search]\nname = \"lahc\"\nsteps = 50\nidle_steps = 10\n").unwrap();
+    // history defaults to 3, idle_fraction to the lahc package's 0.02; the cap is optional.
+    let c = parse(
+        "[search]\nname = \"lahc\"\nmin_steps = 50\nmax_evaluations = 10\nreference_move = true\n",
+    )
+    .unwrap();
     assert_eq!(
         c.search,
         SearchMethod::Lahc {
-            steps: 50,
+            min_steps: 50,
             history: 3,
-            idle_steps: Some(10)
+            idle_fraction: 0.02,
+            max_evaluations: Some(10),
+            reference_move: true,
         }
     );
     let snippets = [
@@ -359,7 +386,7 @@ fn toml_config_round_trip() {
         "[search]\nname = \"annealing\"\nsteps = 20\nt0 = 5.0\ncooling = 0.9\n",
         "[search]\nname = \"genetic\"\npopulation = 8\ngenerations = 5\nmutation_rate = 0.1\n\
          elite = 1\ntournament = 2\n",
-        "[search]\nname = \"lahc\"\nsteps = 20\nhistory = 5\n\n\
+        "[search]\nname = \"lahc\"\nmin_steps = 20\nhistory = 5\n\n\
          [space]\nops = [\"gelu\", \"swish\"]\nslots = 4\nmode = \"uniform\"\n",
     ];
     for s in snippets {
@@ -384,7 +411,8 @@ fn toml_config_round_trip() {
     // Unknown method, misspelt field, missing field, unknown operator.
     for bad in [
         "[search]\nname = \"bayes\"\nsteps = 20\n",
-        "[search]\nname = \"lahc\"\nsteps = 20\nhistroy = 3\n",
+        "[search]\nname = \"lahc\"\nmin_steps = 20\nhistroy = 3\n",
+        "[search]\nname = \"lahc\"\nsteps = 20\n",
         "[search]\nname = \"annealing\"\nsteps = 20\nt0 = 5.0\n",
         "[search]\nname = \"random\"\nsteps = 2\n[space]\nops = [\"relu7\"]\nslots = 2\n",
     ] {

@@ -134,21 +134,8 @@ pub fn load_checkpoint(
         }
     }
     // Shapes all agree: copy the values in.
-    for p in model.parameters() {
-        p.var.set(&state[&p.name])?;
-    }
-    for (name, var) in model.buffers() {
-        var.set(&state[&name])?;
-    }
-    let scalar = |t: &Tensor| -> Result<f64> {
-        Ok(t.flatten_all()?
-            .to_dtype(candle_core::DType::F64)?
-            .to_vec1::<f64>()?[0])
-    };
-    for (i, slot) in model.activations_mut().iter_mut().enumerate() {
-        let a = scalar(&state[&format!("act.{i}.alpha")])?;
-        let b = scalar(&state[&format!("act.{i}.beta")])?;
-        slot.set_scales(a, b)?;
+    for (name, var) in model.state_vars() {
+        var.set(&state[&name].to_dtype(var.dtype())?)?;
     }
     let masks = if masks.is_empty() { None } else { Some(masks) };
     if let Some(m) = &masks {

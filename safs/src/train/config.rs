@@ -13,11 +13,26 @@ fn default_eval_batch_size() -> usize {
     1000
 }
 
+/// Which parameters weight decay applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayScope {
+    /// Conv and linear weights only (the usual modern choice).
+    #[default]
+    Weights,
+    /// Every trained tensor: biases, normalisation, activation scales and operator
+    /// parameters too (PyTorch's default when all `model.parameters()` form one group, as in
+    /// the SAFS authors' code).
+    All,
+}
+
 /// Epochs, batch size, optimiser and schedule of one run (serde, for TOML configs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Number of passes over the training set.
+    /// Number of passes over the training set (experiment files leave it out: their budget
+    /// sets it).
+    #[serde(default)]
     pub epochs: usize,
     /// Training batch size.
     #[serde(default = "default_batch_size")]
@@ -33,6 +48,13 @@ pub struct TrainConfig {
     /// The learning-rate schedule, stepped once per epoch.
     #[serde(default)]
     pub schedule: ScheduleSpec,
+    /// Which parameters the optimiser's weight decay applies to.
+    #[serde(default)]
+    pub decay: DecayScope,
+    /// After the last epoch, put back the weights of the epoch with the best validation
+    /// accuracy (the earliest on ties); otherwise the last epoch's weights stay.
+    #[serde(default)]
+    pub restore_best: bool,
 }
 
 impl TrainConfig {

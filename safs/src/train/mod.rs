@@ -6,13 +6,17 @@ pub mod config;
 pub mod eval;
 pub mod events;
 pub mod fit;
+mod fromage;
 pub mod optim;
 pub mod schedule;
+mod tadam;
 
 pub use checkpoint::{load_checkpoint, read_meta, save_checkpoint, CheckpointMeta};
-pub use config::TrainConfig;
+pub use config::{DecayScope, TrainConfig};
 pub use eval::{correct_counts, evaluate, evaluate_sparse, Metrics};
 pub use events::{EpochSummary, TrainEvent};
 pub use fit::{fit, FitReport, Observer};
-pub use optim::{Optimizer, OptimizerConfig};
-pub use schedule::{PlateauMode, ScheduleConfig, ScheduleSpec, Scheduler, ThresholdMode};
+pub use optim::{Optimizer, OptimizerConfig, TadamVariant};
+pub use schedule::{
+    PlateauMetric, PlateauMode, ScheduleConfig, ScheduleSpec, Scheduler, ThresholdMode,
+};

@@ -7,6 +7,11 @@
 //!   (L2 weight decay added to the gradient, bias-corrected moments, `amsgrad = false`).
 //! * AdamW follows `torch.optim.AdamW` (<https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html>)
 //!   (decoupled weight decay `p *= 1 - lr * wd` before the Adam step).
+//! * TAdam follows Algorithm 1 of Ilboudo et al. 2020 (<https://arxiv.org/abs/2003.00179>), the
+//!   Student-t first moment; see [`super::tadam`] for the update and the `tmomentum` variant the
+//!   SAFS authors ran.
+//! * Fromage follows Bernstein et al. 2020 (<https://arxiv.org/abs/2002.03432>), a step relative
+//!   to each tensor's norm; see [`super::fromage`].
 //!
 //! All arithmetic is done with tensor ops in the parameter's own dtype and on its device; the
 //! new value is written with [`Var::set`], so updates never enter the autograd graph.
@@ -96,6 +101,55 @@ pub enum OptimizerConfig {
         #[serde(default = "default_adamw_weight_decay")]
         weight_decay: f64,
     },
+    /// TAdam (Ilboudo et al. 2020): Adam whose first moment weights each gradient by a
+    /// Student-t likelihood, so outlying gradients move it less.
+    Tadam {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the first-moment estimate.
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        /// Decay of the second-moment estimate.
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        /// Term added to the denominator for stability.
+        #[serde(default = "default_eps")]
+        eps: f64,
+        /// L2 penalty added to the gradient.
+        #[serde(default)]
+        weight_decay: f64,
+        /// Degrees of freedom as a multiple of the tensor's size (`nu = dof_scale * d`).
+        #[serde(default = "default_dof_scale")]
+        dof_scale: f64,
+        /// The paper's Algorithm 1 or the `tmomentum` 1.0.1 package the SAFS authors used.
+        #[serde(default)]
+        variant: TadamVariant,
+    },
+    /// Fromage (Bernstein et al. 2020): each tensor moves by `lr` relative to its own norm.
+    Fromage {
+        /// Learning rate (relative step size).
+        lr: f64,
+        /// Keep each tensor's norm within `p_bound` times its initial norm.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p_bound: Option<f64>,
+    },
+}
+
+fn default_dof_scale() -> f64 {
+    1.0
+}
+
+/// Which published form of TAdam's update to follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TadamVariant {
+    /// Algorithm 1 of the paper (and its authors' code): `W = (2 beta1 - 1) / beta1 * W + w`,
+    /// step `lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)`.
+    #[default]
+    Paper,
+    /// The `tmomentum` 1.0.1 package: `W = beta1 * (W + w)`, step as PyTorch's Adam
+    /// (`lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`).
+    Tmomentum,
 }
 
 fn check(
@@ -147,12 +201,14 @@ impl OptimizerConfig {
         }
     }
 
-    /// The optimiser's name as written in TOML (`sgd`, `adam`, `adamw`).
+    /// The optimiser's name as written in TOML (`sgd`, `adam`, `adamw`, `tadam`, `fromage`).
     pub fn name(&self) -> &'static str {
         match self {
             OptimizerConfig::Sgd { .. } => "sgd",
             OptimizerConfig::Adam { .. } => "adam",
             OptimizerConfig::AdamW { .. } => "adamw",
+            OptimizerConfig::Tadam { .. } => "tadam",
+            OptimizerConfig::Fromage { .. } => "fromage",
         }
     }
 
@@ -161,7 +217,9 @@ impl OptimizerConfig {
         match *self {
             OptimizerConfig::Sgd { lr, .. }
             | OptimizerConfig::Adam { lr, .. }
-            | OptimizerConfig::AdamW { lr, .. } => lr,
+            | OptimizerConfig::AdamW { lr, .. }
+            | OptimizerConfig::Tadam { lr, .. }
+            | OptimizerConfig::Fromage { lr, .. } => lr,
         }
     }
 
@@ -170,16 +228,32 @@ impl OptimizerConfig {
         match self {
             OptimizerConfig::Sgd { lr, .. }
             | OptimizerConfig::Adam { lr, .. }
-            | OptimizerConfig::AdamW { lr, .. } => *lr = new_lr,
+            | OptimizerConfig::AdamW { lr, .. }
+            | OptimizerConfig::Tadam { lr, .. }
+            | OptimizerConfig::Fromage { lr, .. } => *lr = new_lr,
         }
     }
 
-    /// The weight-decay coefficient (L2 for SGD/Adam, decoupled for AdamW).
+    /// The weight-decay coefficient (L2 for SGD/Adam/TAdam, decoupled for AdamW, none for
+    /// Fromage).
     pub fn weight_decay(&self) -> f64 {
         match *self {
             OptimizerConfig::Sgd { weight_decay, .. }
             | OptimizerConfig::Adam { weight_decay, .. }
-            | OptimizerConfig::AdamW { weight_decay, .. } => weight_decay,
+            | OptimizerConfig::AdamW { weight_decay, .. }
+            | OptimizerConfig::Tadam { weight_decay, .. } => weight_decay,
+            OptimizerConfig::Fromage { .. } => 0.0,
+        }
+    }
+
+    /// Replaces the weight-decay coefficient (Fromage has none and is left unchanged).
+    pub fn set_weight_decay(&mut self, wd: f64) {
+        match self {
+            OptimizerConfig::Sgd { weight_decay, .. }
+            | OptimizerConfig::Adam { weight_decay, .. }
+            | OptimizerConfig::AdamW { weight_decay, .. }
+            | OptimizerConfig::Tadam { weight_decay, .. } => *weight_decay = wd,
+            OptimizerConfig::Fromage { .. } => {}
         }
     }
 
@@ -220,6 +294,9 @@ impl OptimizerConfig {
             }
             | OptimizerConfig::AdamW {
                 beta1, beta2, eps, ..
+            }
+            | OptimizerConfig::Tadam {
+                beta1, beta2, eps, ..
             } => {
                 check(
                     (0.0..1.0).contains(&beta1),
@@ -242,6 +319,26 @@ impl OptimizerConfig {
                     eps,
                     "finite and > 0",
                 )?;
+                if let OptimizerConfig::Tadam { dof_scale, .. } = *self {
+                    check(
+                        dof_scale > 0.0 && !dof_scale.is_nan(),
+                        name,
+                        "dof_scale",
+                        dof_scale,
+                        "> 0 (inf gives Adam's first moment)",
+                    )?;
+                }
+            }
+            OptimizerConfig::Fromage { p_bound, .. } => {
+                if let Some(b) = p_bound {
+                    check(
+                        b.is_finite() && b > 0.0,
+                        name,
+                        "p_bound",
+                        b,
+                        "finite and > 0",
+                    )?;
+                }
             }
         }
         Ok(())
@@ -284,6 +381,7 @@ impl OptimizerConfig {
                 step: 0,
                 buf1: None,
                 buf2: None,
+                scalar: None,
             });
         }
         let kind = match *self {
@@ -306,6 +404,21 @@ impl OptimizerConfig {
                 eps,
                 decoupled: true,
             },
+            OptimizerConfig::Tadam {
+                beta1,
+                beta2,
+                eps,
+                dof_scale,
+                variant,
+                ..
+            } => Kind::Tadam(super::tadam::Tadam {
+                beta1,
+                beta2,
+                eps,
+                dof_scale,
+                variant,
+            }),
+            OptimizerConfig::Fromage { p_bound, .. } => Kind::Fromage { p_bound },
         };
         Ok(Optimizer {
             config: self.clone(),
@@ -329,19 +442,25 @@ enum Kind {
         eps: f64,
         decoupled: bool,
     },
+    Tadam(super::tadam::Tadam),
+    Fromage {
+        p_bound: Option<f64>,
+    },
 }
 
 /// One parameter and its optimiser state (PyTorch keeps state, incl. `step`, per parameter).
 #[derive(Debug)]
-struct Param {
-    var: Var,
+pub(super) struct Param {
+    pub(super) var: Var,
     decay: bool,
     /// Number of updates this parameter has received (Adam's bias correction).
-    step: u64,
+    pub(super) step: u64,
     /// SGD momentum buffer / Adam `exp_avg`.
-    buf1: Option<Tensor>,
+    pub(super) buf1: Option<Tensor>,
     /// Adam `exp_avg_sq`.
-    buf2: Option<Tensor>,
+    pub(super) buf2: Option<Tensor>,
+    /// A scalar of state: TAdam's weight sum `W`, Fromage's norm bound.
+    pub(super) scalar: Option<f64>,
 }
 
 /// A stateful optimiser built by [`OptimizerConfig::build`].
@@ -381,6 +500,7 @@ impl Optimizer {
             p.step = 0;
             p.buf1 = None;
             p.buf2 = None;
+            p.scalar = None;
         }
     }
 
@@ -413,6 +533,8 @@ impl Optimizer {
                     eps,
                     decoupled,
                 } => adam_update(param, &grad, lr, wd, beta1, beta2, eps, decoupled)?,
+                Kind::Tadam(t) => t.update(param, &grad, lr, wd)?,
+                Kind::Fromage { p_bound } => super::fromage::update(param, &grad, lr, p_bound)?,
             };
             param.var.set(&new)?;
         }

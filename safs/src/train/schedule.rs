@@ -65,6 +65,17 @@ pub enum PlateauMode {
     Min,
 }
 
+/// What `plateau` watches at the end of every epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlateauMetric {
+    /// Validation top-1 accuracy (use with `mode = "max"`).
+    #[default]
+    ValidAcc,
+    /// Mean training loss of the epoch (use with `mode = "min"`; the SAFS authors' choice).
+    TrainLoss,
+}
+
 /// How `threshold` defines a significant improvement (PyTorch's `threshold_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,8 +126,13 @@ pub enum ScheduleConfig {
     },
     /// `CosineAnnealingWarmRestarts` (SGDR).
     CosineWarmRestarts {
-        /// Length of the first period (> 0).
+        /// Length of the first period (> 0, unless `periods` is given).
+        #[serde(default)]
         t_0: usize,
+        /// Instead of `t_0`: the first period is `max(1, E / periods)` of the `E` epochs after
+        /// warm-up (the SAFS authors' `T_0 = epochs // 4` is `periods = 4`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        periods: Option<usize>,
         /// Growth factor of the period after each restart (>= 1).
         #[serde(default = "default_one_usize")]
         t_mult: usize,
@@ -139,6 +155,9 @@ pub enum ScheduleConfig {
     },
     /// `ReduceLROnPlateau` driven by the metric passed to [`Scheduler::step`].
     Plateau {
+        /// The metric watched: validation accuracy (default) or training loss.
+        #[serde(default)]
+        metric: PlateauMetric,
         /// `max` (accuracy, default) or `min` (loss).
         #[serde(default)]
         mode: PlateauMode,
@@ -237,6 +256,14 @@ impl ScheduleConfig {
         }
     }
 
+    /// The metric `plateau` watches (`None` for every other schedule).
+    pub fn plateau_metric(&self) -> Option<PlateauMetric> {
+        match self {
+            ScheduleConfig::Plateau { metric, .. } => Some(*metric),
+            _ => None,
+        }
+    }
+
     /// Checks the values that do not depend on the base rate or the number of epochs.
     pub fn validate(&self) -> Result<()> {
         match self {
@@ -255,10 +282,17 @@ impl ScheduleConfig {
             }
             ScheduleConfig::CosineWarmRestarts {
                 t_0,
+                periods,
                 t_mult,
                 eta_min,
             } => {
-                check(*t_0 > 0, "t_0", t_0, "> 0")?;
+                match periods {
+                    None => check(*t_0 > 0, "t_0", t_0, "> 0 (or give periods)")?,
+                    Some(p) => {
+                        check(*p > 0, "periods", p, "> 0")?;
+                        check(*t_0 == 0, "t_0", t_0, "left out when periods is given")?;
+                    }
+                }
                 check(*t_mult >= 1, "t_mult", t_mult, ">= 1")?;
                 check_nonneg("eta_min", *eta_min)?;
             }
@@ -274,12 +308,24 @@ impl ScheduleConfig {
                 }
             }
             ScheduleConfig::Plateau {
+                metric,
+                mode,
                 factor,
                 threshold,
                 min_lr,
                 eps,
                 ..
             } => {
+                let want = match metric {
+                    PlateauMetric::ValidAcc => PlateauMode::Max,
+                    PlateauMetric::TrainLoss => PlateauMode::Min,
+                };
+                check(
+                    *mode == want,
+                    "mode",
+                    format!("{mode:?} for metric {metric:?}").to_lowercase(),
+                    "max for valid_acc and min for train_loss",
+                )?;
                 check(
                     *factor > 0.0 && *factor < 1.0,
                     "factor",
@@ -366,13 +412,21 @@ impl Scheduler {
                 )?;
                 t_max.unwrap_or(main_epochs)
             }
-            ScheduleConfig::CosineWarmRestarts { eta_min, .. } => {
+            ScheduleConfig::CosineWarmRestarts {
+                eta_min,
+                t_0,
+                periods,
+                ..
+            } => {
                 check(
                     *eta_min <= base_lr,
                     "eta_min",
                     *eta_min,
                     &format!("<= the base lr {base_lr}"),
                 )?;
+                if let Some(p) = *periods {
+                    *t_0 = (main_epochs / p).max(1);
+                }
                 main_epochs
             }
             ScheduleConfig::Linear { total_iters, .. } => total_iters.unwrap_or(main_epochs),
@@ -456,6 +510,7 @@ impl Scheduler {
             cooldown,
             min_lr,
             eps,
+            ..
         } = self.kind
         else {
             return;
@@ -514,6 +569,7 @@ impl Scheduler {
                 t_0,
                 t_mult,
                 eta_min,
+                ..
             } => {
                 // Exact integer version of PyTorch's T_cur / T_i bookkeeping.
                 let (mut t_cur, mut t_i) = (t, *t_0);
@@ -646,6 +702,7 @@ mod tests {
         let got = trace(
             ScheduleConfig::CosineWarmRestarts {
                 t_0: 3,
+                periods: None,
                 t_mult: 2,
                 eta_min: eta,
             },
@@ -668,6 +725,7 @@ mod tests {
         let got = trace(
             ScheduleConfig::CosineWarmRestarts {
                 t_0: 4,
+                periods: None,
                 t_mult: 1,
                 eta_min: 0.0,
             },
@@ -748,6 +806,10 @@ mod tests {
 
     fn plateau(mode: PlateauMode, patience: usize, cooldown: usize, min_lr: f64) -> ScheduleConfig {
         ScheduleConfig::Plateau {
+            metric: match mode {
+                PlateauMode::Max => PlateauMetric::ValidAcc,
+                PlateauMode::Min => PlateauMetric::TrainLoss,
+            },
             mode,
             factor: 0.1,
             patience,
@@ -781,6 +843,7 @@ mod tests {
 
         // Absolute threshold: 0.6 -> 0.605 is below an abs threshold of 0.01.
         let cfg = ScheduleConfig::Plateau {
+            metric: PlateauMetric::ValidAcc,
             mode: PlateauMode::Max,
             factor: 0.5,
             patience: 0,
@@ -866,6 +929,7 @@ mod tests {
                 ScheduleSpec {
                     kind: ScheduleConfig::CosineWarmRestarts {
                         t_0: 10,
+                        periods: None,
                         t_mult: 2,
                         eta_min: 0.0,
                     },
@@ -883,9 +947,10 @@ mod tests {
                 .into(),
             ),
             (
-                "name = \"plateau\"\nmode = \"min\"\npatience = 5\nwarmup_epochs = 2\nwarmup_start_factor = 0.1",
+                "name = \"plateau\"\nmetric = \"train_loss\"\nmode = \"min\"\npatience = 5\nwarmup_epochs = 2\nwarmup_start_factor = 0.1",
                 ScheduleSpec {
                     kind: ScheduleConfig::Plateau {
+                        metric: PlateauMetric::TrainLoss,
                         mode: PlateauMode::Min,
                         factor: 0.1,
                         patience: 5,
@@ -978,6 +1043,7 @@ mod tests {
             (
                 ScheduleConfig::CosineWarmRestarts {
                     t_0: 0,
+                    periods: None,
                     t_mult: 1,
                     eta_min: 0.0,
                 }
@@ -989,6 +1055,7 @@ mod tests {
             (
                 ScheduleConfig::CosineWarmRestarts {
                     t_0: 2,
+                    periods: None,
                     t_mult: 0,
                     eta_min: 0.0,
                 }
@@ -1021,6 +1088,7 @@ mod tests {
             ),
             (
                 ScheduleConfig::Plateau {
+                    metric: PlateauMetric::ValidAcc,
                     mode: PlateauMode::Max,
                     factor: 1.0,
                     patience: 10,
@@ -1037,6 +1105,7 @@ mod tests {
             ),
             (
                 ScheduleConfig::Plateau {
+                    metric: PlateauMetric::ValidAcc,
                     mode: PlateauMode::Max,
                     factor: 0.1,
                     patience: 10,

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use safs::experiment::ResultRow;
-use safs::report::{combine, format_table, table1_frame, write_csv};
+use safs::report::{combine, format_table, summarize_seeds, table1_frame, write_csv};
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
     /// Run folders (each holds table1.json once its run finished).
     #[arg(required = true)]
     runs: Vec<PathBuf>,
-    /// Also write the combined table as CSV here.
+    /// Also write the combined table (means, std, 95% intervals, paired differences) as CSV.
     #[arg(long)]
     csv: Option<PathBuf>,
 }
@@ -32,8 +32,10 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         rows.push(row);
     }
     println!("{}", format_table(&table1_frame(&rows)?));
+    for g in summarize_seeds(&rows)? {
+        println!("{}", g.to_markdown());
+    }
     let mut combined = combine(&rows)?;
-    println!("{}", format_table(&combined));
     if let Some(p) = &a.csv {
         write_csv(&mut combined, p)?;
         println!("written {}", p.display());

@@ -1,12 +1,14 @@
-//! `safs run`: one SAFS experiment end to end, resumable.
+//! `safs run`: a SAFS experiment end to end for one or more seeds, resumable.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 use safs::data::default_data_dir;
-use safs::experiment::{BudgetPreset, Experiment, ExperimentConfig, ExperimentEvent, Stage};
-use safs::report::{format_table, table1_frame};
+use safs::experiment::{
+    BudgetPreset, Experiment, ExperimentConfig, ExperimentEvent, ResultRow, Stage,
+};
+use safs::report::{format_table, summarize_seeds, table1_frame};
 
 use crate::progress::Bars;
 use crate::Common;
@@ -19,13 +21,45 @@ pub struct RunArgs {
     #[arg(long)]
     budget: Option<BudgetPreset>,
     /// Override the seed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
-    /// Run folder (default: runs/<name>-<budget>-seed<seed>). Run again to resume.
+    /// Run several seeds one after the other, e.g. `0-4` or `0,2,7-9` (overrides the file's
+    /// `seeds`); each gets its own run folder.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Run folder (default: runs/<name>-<budget>-seed<seed>); with several seeds, the folder
+    /// that holds one run folder per seed. Run again to resume.
     #[arg(long, short)]
     out: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
+}
+
+/// Parses a seed list: comma-separated seeds and inclusive ranges `a-b`.
+pub fn parse_seeds(text: &str) -> anyhow::Result<Vec<u64>> {
+    let mut seeds = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .with_context(|| format!("seeds: '{s}' in '{text}' is not a number"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                anyhow::ensure!(a <= b, "seeds: range '{part}' runs backwards");
+                anyhow::ensure!(b - a < 10_000, "seeds: range '{part}' is too long");
+                seeds.extend(a..=b);
+            }
+            None => seeds.push(num(part)?),
+        }
+    }
+    anyhow::ensure!(!seeds.is_empty(), "seeds: '{text}' names no seed");
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = seeds.iter().find(|s| !seen.insert(**s)) {
+        anyhow::bail!("seeds: seed {d} is listed twice in '{text}'");
+    }
+    Ok(seeds)
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
@@ -35,11 +69,33 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(s) = a.seed {
         cfg.seed = s;
+        cfg.seeds = None;
+    }
+    if let Some(text) = &a.seeds {
+        cfg.seeds = Some(parse_seeds(text)?);
     }
     cfg.validate()?;
-    let out = a
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(cfg.run_name()));
+    let seeds = cfg.seed_list();
+    let mut rows = Vec::new();
+    for &seed in &seeds {
+        let one = cfg.for_seed(seed);
+        let out = match (&a.out, seeds.len()) {
+            (Some(o), 1) => o.clone(),
+            (Some(o), _) => o.join(one.run_name()),
+            (None, _) => PathBuf::from("runs").join(one.run_name()),
+        };
+        rows.push(run_one(&a, one, &out)?);
+    }
+    if rows.len() > 1 {
+        for g in summarize_seeds(&rows)? {
+            println!("{}", g.to_markdown());
+        }
+    }
+    Ok(())
+}
+
+fn run_one(a: &RunArgs, cfg: ExperimentConfig, out: &std::path::Path) -> anyhow::Result<ResultRow> {
+    let out = out.to_path_buf();
     let device = safs::device::parse_device(&a.common.device)?;
     let root = a.common.data_dir.clone().unwrap_or_else(default_data_dir);
     let data = root.join(cfg.dataset.dir_name());
@@ -112,5 +168,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         exp.run_dir().table_path("table1.csv").display()
     );
-    Ok(())
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seeds;
+
+    #[test]
+    fn seed_lists() {
+        assert_eq!(parse_seeds("0-4").unwrap(), [0, 1, 2, 3, 4]);
+        assert_eq!(parse_seeds("0,2, 7-9").unwrap(), [0, 2, 7, 8, 9]);
+        assert_eq!(parse_seeds("3").unwrap(), [3]);
+        for bad in ["", "a", "4-2", "1,1", "0-1,1", "-3"] {
+            assert!(parse_seeds(bad).is_err(), "{bad}");
+        }
+    }
 }
