@@ -277,3 +277,81 @@ impl ExperimentConfig {
         format!("{}-{}-seed{}", self.name, self.budget, self.seed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+model = "lenet5"
+dataset = "mnist"
+[prune]
+rate = 0.99
+[dense]
+batch_size = 256
+[dense.optimizer]
+name = "adam"
+lr = 1e-3
+beta2 = 0.99
+weight_decay = 5e-4
+"#;
+
+    /// The base file with `extra`: top-level keys go first, tables last.
+    fn parse(extra: &str) -> Result<ExperimentConfig> {
+        let text = if extra.starts_with('[') {
+            format!("{BASE}{extra}")
+        } else {
+            format!("{extra}{BASE}")
+        };
+        let cfg: ExperimentConfig =
+            toml::from_str(&text).map_err(|e| Error::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn run_sizes_come_only_from_the_budget() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.recipe(7).epochs, 7);
+        assert_eq!(cfg.seed_list(), [0]);
+        // Epochs or step counts in the file would be silently overridden: refused.
+        let e = parse("").and_then(|mut c| {
+            c.dense.epochs = 8;
+            c.validate().map(|_| c)
+        });
+        assert!(e.unwrap_err().to_string().contains("dense_epochs"));
+        let e = parse("[search]\nname = \"lahc\"\nmin_steps = 20\n").unwrap_err();
+        assert!(
+            e.to_string().contains("min_steps = 20") && e.to_string().contains("search_steps"),
+            "{e}"
+        );
+        let e = parse("[search]\nname = \"random\"\nsteps = 5\n").unwrap_err();
+        assert!(e.to_string().contains("steps = 5"), "{e}");
+        assert!(parse("[search]\nname = \"random\"\n").is_ok());
+    }
+
+    #[test]
+    fn seeds_and_protocol_values() {
+        let cfg = parse("seeds = [3, 1, 4]\n").unwrap();
+        assert_eq!(cfg.seed_list(), [3, 1, 4]);
+        let one = cfg.for_seed(4);
+        assert_eq!((one.seed, one.seeds.as_ref()), (4, None));
+        assert!(parse("seeds = []\n")
+            .unwrap_err()
+            .to_string()
+            .contains("seeds"));
+        assert!(parse("[protocol]\nfinal_repeats = 0\n")
+            .unwrap_err()
+            .to_string()
+            .contains("final_repeats"));
+        // The first Stage 2 trial is the recipe: PyTorch's default beta2 is not a point of
+        // the authors' space, and the message says how to proceed.
+        let e = parse("").and_then(|mut c| {
+            c.dense.optimizer = crate::train::OptimizerConfig::adam(1e-3);
+            c.validate().map(|_| c)
+        });
+        assert!(e.unwrap_err().to_string().contains("hpo_default_first"));
+        assert!(parse("[protocol]\nscore = \"mean_epoch\"\n").is_err());
+    }
+}

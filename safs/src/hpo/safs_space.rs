@@ -229,17 +229,7 @@ fn reference_train_config(config: &Config, base: &TrainConfig) -> Result<TrainCo
                     end_factor: 1.0,
                     total_iters: Some(5),
                 },
-                "plateau" => ScheduleConfig::Plateau {
-                    metric: PlateauMetric::TrainLoss,
-                    mode: PlateauMode::Min,
-                    factor: 0.05,
-                    patience: 2,
-                    threshold: 1e-4,
-                    threshold_mode: ThresholdMode::Rel,
-                    cooldown: 0,
-                    min_lr: 0.0,
-                    eps: 1e-8,
-                },
+                "plateau" => plateau(PlateauMetric::TrainLoss, 0.05),
                 _ => ScheduleConfig::Step {
                     step_size: 20,
                     gamma: 0.5,
@@ -281,6 +271,24 @@ fn reference_train_config(config: &Config, base: &TrainConfig) -> Result<TrainCo
         ),
     };
     finish(base, optimizer, kind)
+}
+
+/// `ReduceLROnPlateau` on `metric` with patience 2 and PyTorch's other defaults.
+fn plateau(metric: PlateauMetric, factor: f64) -> ScheduleConfig {
+    ScheduleConfig::Plateau {
+        metric,
+        mode: match metric {
+            PlateauMetric::ValidAcc => PlateauMode::Max,
+            PlateauMetric::TrainLoss => PlateauMode::Min,
+        },
+        factor,
+        patience: 2,
+        threshold: 1e-4,
+        threshold_mode: ThresholdMode::Rel,
+        cooldown: 0,
+        min_lr: 0.0,
+        eps: 1e-8,
+    }
 }
 
 fn finish(
@@ -390,17 +398,7 @@ pub fn train_config_from(config: &Config, base: &TrainConfig) -> Result<TrainCon
             end_factor: 0.0,
             total_iters: None,
         },
-        "plateau" => ScheduleConfig::Plateau {
-            metric: PlateauMetric::ValidAcc,
-            mode: PlateauMode::Max,
-            factor: 0.1,
-            patience: 2,
-            threshold: 1e-4,
-            threshold_mode: ThresholdMode::Rel,
-            cooldown: 0,
-            min_lr: 0.0,
-            eps: 1e-8,
-        },
+        "plateau" => plateau(PlateauMetric::ValidAcc, 0.1),
         _ => ScheduleConfig::Exponential {
             gamma: num("exp_gamma"),
         },
