@@ -15,6 +15,10 @@ pub struct ReportArgs {
     /// Also write the combined table (means, std, 95% intervals, paired differences) as CSV.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Also draw each group's arms with 95% intervals beside the paper's numbers (SVG or PNG
+    /// by the file's extension; several groups get `-1`, `-2`, ... before it).
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 pub fn run(a: ReportArgs) -> anyhow::Result<()> {
@@ -32,8 +36,27 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         rows.push(row);
     }
     println!("{}", format_table(&table1_frame(&rows)?));
-    for g in summarize_seeds(&rows)? {
+    let groups = summarize_seeds(&rows)?;
+    for g in &groups {
         println!("{}", g.to_markdown());
+    }
+    if let Some(path) = &a.chart {
+        for (i, g) in groups.iter().enumerate() {
+            let file = match groups.len() {
+                1 => path.clone(),
+                _ => {
+                    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                    let ext = path.extension().unwrap_or_default().to_string_lossy();
+                    path.with_file_name(format!("{stem}-{}.{ext}", i + 1))
+                }
+            };
+            let chart = safs::plot::seed_summary_chart(g)?;
+            match file.extension().and_then(|e| e.to_str()) {
+                Some("png") => chart.save_png(&file)?,
+                _ => chart.save_svg(&file)?,
+            }
+            println!("written {}", file.display());
+        }
     }
     let mut combined = combine(&rows)?;
     if let Some(p) = &a.csv {
