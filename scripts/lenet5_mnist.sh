@@ -36,7 +36,8 @@ for s in $list; do
   dirs+=("$dir")
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 5; done
   echo "seed $s -> $dir (log $dir.log, $RAYON_NUM_THREADS threads)"
-  "$SAFS" run experiments/lenet5_mnist.toml --budget "$budget" --seed "$s" -o "$dir" ${extra[@]+"${extra[@]}"} > "$dir.log" 2>&1 &
+  echo "== $(date -u +%FT%TZ) seed $s" >> "$dir.log"   # appended: a resumed run keeps its earlier log
+  "$SAFS" run experiments/lenet5_mnist.toml --budget "$budget" --seed "$s" -o "$dir" ${extra[@]+"${extra[@]}"} >> "$dir.log" 2>&1 &
 done
 status=0
 for p in $(jobs -rp); do wait "$p" || status=1; done
