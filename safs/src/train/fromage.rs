@@ -53,23 +53,11 @@ pub(super) fn update(
 
 #[cfg(test)]
 mod tests {
-    use candle_core::backprop::GradStore;
-    use candle_core::{Device, Tensor, Var};
-
+    use crate::train::optim::trajectory;
     use crate::train::OptimizerConfig;
 
     fn step(cfg: &OptimizerConfig, p0: &[f64], grads: &[&[f64]]) -> Vec<f64> {
-        let v = Var::from_slice(p0, p0.len(), &Device::Cpu).unwrap();
-        let mut opt = cfg.build(vec![v.clone()]).unwrap();
-        for g in grads {
-            let mut store = GradStore::default();
-            store.insert(
-                v.as_tensor(),
-                Tensor::from_slice(g, g.len(), &Device::Cpu).unwrap(),
-            );
-            opt.step(&store).unwrap();
-        }
-        v.as_tensor().to_vec1::<f64>().unwrap()
+        trajectory(cfg, p0, grads).pop().unwrap()
     }
 
     fn fromage(lr: f64, p_bound: Option<f64>) -> OptimizerConfig {

@@ -628,6 +628,24 @@ fn adam_update(
     Ok((p - update)?)
 }
 
+/// The parameter values after each of `grads` applied in turn by `cfg`'s optimiser (tests of
+/// the update rules in this module and its siblings).
+#[cfg(test)]
+pub(crate) fn trajectory(cfg: &OptimizerConfig, p0: &[f64], grads: &[&[f64]]) -> Vec<Vec<f64>> {
+    let dev = candle_core::Device::Cpu;
+    let v = Var::from_slice(p0, p0.len(), &dev).unwrap();
+    let mut opt = cfg.build(vec![v.clone()]).unwrap();
+    grads
+        .iter()
+        .map(|g| {
+            let mut store = GradStore::default();
+            store.insert(v.as_tensor(), Tensor::from_slice(g, g.len(), &dev).unwrap());
+            opt.step(&store).unwrap();
+            v.as_tensor().to_vec1::<f64>().unwrap()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,10 +94,7 @@ impl Tadam {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::backprop::GradStore;
-    use candle_core::{Device, Tensor, Var};
-
-    use crate::train::optim::{OptimizerConfig, TadamVariant};
+    use crate::train::optim::{trajectory, OptimizerConfig, TadamVariant};
 
     const P0: [f64; 3] = [1.0, -2.0, 0.5];
     const GRADS: [[f64; 4]; 3] = [
@@ -119,20 +116,8 @@ mod tests {
     }
 
     fn run(cfg: &OptimizerConfig, p0: &[f64], grads: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let v = Var::from_slice(p0, p0.len(), &Device::Cpu).unwrap();
-        let mut opt = cfg.build(vec![v.clone()]).unwrap();
-        grads
-            .iter()
-            .map(|g| {
-                let mut store = GradStore::default();
-                store.insert(
-                    v.as_tensor(),
-                    Tensor::from_slice(g, g.len(), &Device::Cpu).unwrap(),
-                );
-                opt.step(&store).unwrap();
-                v.as_tensor().to_vec1::<f64>().unwrap()
-            })
-            .collect()
+        let grads: Vec<&[f64]> = grads.iter().map(Vec::as_slice).collect();
+        trajectory(cfg, p0, &grads)
     }
 
     /// Algorithm 1 of the paper written out element by element (W, w per tensor).
