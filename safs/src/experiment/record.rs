@@ -113,14 +113,17 @@ pub enum EvalStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochPoint {
     /// Mean training loss.
+    #[serde(deserialize_with = "non_finite::f64")]
     pub train_loss: f64,
     /// Training top-1 accuracy in percent.
+    #[serde(deserialize_with = "non_finite::f64")]
     pub train_acc: f64,
     /// Validation top-1 accuracy in percent.
     pub valid_acc: Option<f64>,
     /// Validation loss.
     pub valid_loss: Option<f64>,
     /// Learning rate of the epoch.
+    #[serde(deserialize_with = "non_finite::f64")]
     pub lr: f64,
     /// Wall time of the epoch in seconds.
     pub seconds: f64,
@@ -151,11 +154,13 @@ pub struct EvalRecord {
     /// Hyperparameters of the fine-tune, flattened to name -> value.
     pub hparams: BTreeMap<String, serde_json::Value>,
     /// Learnt (or fixed) alpha of every slot after training.
+    #[serde(deserialize_with = "non_finite::vec")]
     pub alphas: Vec<f64>,
     /// Learnt (or fixed) beta of every slot after training.
+    #[serde(deserialize_with = "non_finite::vec")]
     pub betas: Vec<f64>,
     /// The operators' own parameters of every slot after training (empty for most ops).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_finite::vecs")]
     pub op_params: Vec<Vec<f64>>,
     /// The score: validation top-1 accuracy in percent of the best (or, by the protocol,
     /// the last) epoch; 0 when failed.
@@ -231,6 +236,32 @@ impl ResultRow {
     }
 }
 
+/// serde_json writes NaN and the infinities as `null`; these read such a `null` back as NaN,
+/// so the log line of a diverged evaluation (NaN scales, say) stays readable on resume.
+mod non_finite {
+    use serde::{Deserialize, Deserializer};
+
+    fn value(x: Option<f64>) -> f64 {
+        x.unwrap_or(f64::NAN)
+    }
+
+    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Option::<f64>::deserialize(d).map(value)
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let v = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(v.into_iter().map(value).collect())
+    }
+
+    pub fn vecs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+        let v = Vec::<Vec<Option<f64>>>::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|inner| inner.into_iter().map(value).collect())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +294,42 @@ mod tests {
         );
         assert!("stage3_final".parse::<Stage>().is_err());
         assert!("final".parse::<Stage>().is_err());
+    }
+
+    #[test]
+    fn a_diverged_record_reads_back_with_its_nans() {
+        let rec = EvalRecord {
+            stage: Stage::Search(Arm::Safs),
+            step: 2,
+            plan: "srs,relu,relu,relu".parse().unwrap(),
+            hparams: BTreeMap::new(),
+            alphas: vec![f64::NAN, 1.0, 1.0, 1.0],
+            betas: vec![1.0, f64::INFINITY, 1.0, 1.0],
+            op_params: vec![vec![0.5, f64::NAN], vec![], vec![], vec![]],
+            valid_acc: 0.0,
+            test_acc: None,
+            best_epoch: None,
+            epochs: vec![EpochPoint {
+                train_loss: f64::NAN,
+                train_acc: 10.0,
+                valid_acc: None,
+                valid_loss: None,
+                lr: 1e-3,
+                seconds: 1.0,
+            }],
+            train_images: 100,
+            status: EvalStatus::Failed("training loss is NaN".into()),
+            seconds: 1.0,
+        };
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(line.contains("\"alphas\":[null,"), "{line}");
+        let back: EvalRecord = serde_json::from_str(&line).unwrap();
+        assert!(back.alphas[0].is_nan() && back.betas[1].is_nan());
+        assert!(back.op_params[0][1].is_nan() && back.op_params[0][0] == 0.5);
+        assert!(back.epochs[0].train_loss.is_nan());
+        assert_eq!(back.status, rec.status);
+        // A number that is not a float is still an error.
+        let bad = line.replace("\"alphas\":[null,", "\"alphas\":[\"x\",");
+        assert!(serde_json::from_str::<EvalRecord>(&bad).is_err());
     }
 }
