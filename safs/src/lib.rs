@@ -2,13 +2,15 @@
 //! on Candle.
 //!
 //! The modules follow the data flow of an experiment: [`data`] -> [`model`] (with
-//! [`activation`] slots) -> [`train`] dense -> [`prune`] -> fine-tune.
+//! [`activation`] slots) -> [`train`] dense -> [`prune`] -> fine-tune, with [`search`]
+//! (Stage 1) and [`hpo`] (Stage 2) scoring candidates at the [`fidelity`] they ask for.
 
 pub mod activation;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod experiment;
+pub mod fidelity;
 pub mod hpo;
 pub mod kernels;
 pub mod model;

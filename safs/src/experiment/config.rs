@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Budget, BudgetPreset, Budgets, DataConfig, Protocol};
 use crate::data::DatasetKind;
+use crate::fidelity::Fidelity;
 use crate::hpo::HpoMethod;
 use crate::model::ModelKind;
 use crate::prune::PruneMethod;
@@ -148,6 +149,14 @@ pub struct ExperimentConfig {
     /// Stage 2 optimiser (its trial count comes from the budget).
     #[serde(default = "default_hpo")]
     pub hpo: HpoMethod,
+    /// How Stage 1 candidates and Stage 2 trials are evaluated: every one for the full
+    /// fine-tune (the paper), or in Hyperband / successive-halving brackets over epochs.
+    #[serde(
+        default,
+        skip_serializing_if = "Fidelity::is_full",
+        deserialize_with = "crate::fidelity::name_or_table"
+    )]
+    pub fidelity: Fidelity,
     /// Which arms to run.
     #[serde(default = "default_arms")]
     pub arms: Vec<Arm>,
@@ -222,6 +231,15 @@ impl ExperimentConfig {
         if self.protocol.hpo_default_first && self.runs_stage2() {
             self.protocol.hpo_space.point_of(&recipe)?;
         }
+        self.fidelity.validate(budget.finetune_epochs)?;
+        if !self.fidelity.is_full() && !matches!(self.search, SearchMethod::Lahc { .. }) {
+            return Err(Error::Config(format!(
+                "[fidelity] {} works with the lahc search; [search] {} evaluates at full \
+                 fidelity (set fidelity = \"full\")",
+                self.fidelity.name(),
+                self.search.name()
+            )));
+        }
         Ok(())
     }
 
@@ -274,7 +292,10 @@ impl ExperimentConfig {
 
     /// The run folder name: `<name>-<budget>-seed<seed>`.
     pub fn run_name(&self) -> String {
-        format!("{}-{}-seed{}", self.name, self.budget, self.seed)
+        match self.fidelity.tag() {
+            Some(tag) => format!("{}-{}-{tag}-seed{}", self.name, self.budget, self.seed),
+            None => format!("{}-{}-seed{}", self.name, self.budget, self.seed),
+        }
     }
 }
 

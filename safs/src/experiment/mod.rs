@@ -12,7 +12,7 @@ mod run_dir;
 pub use budget::{Budget, BudgetOverrides, BudgetPreset, Budgets};
 pub use config::{Arm, ExperimentConfig, PruneConfig};
 pub use events::ExperimentEvent;
-pub use pipeline::{Experiment, ExperimentObserver};
+pub use pipeline::{Experiment, ExperimentObserver, Workers};
 pub use protocol::{Augmentation, DataConfig, EpochChoice, Normalization, Protocol, StartPlan};
 pub use record::{EpochPoint, EvalRecord, EvalStatus, ResultRow, Stage};
 pub use run_dir::RunDir;

@@ -23,13 +23,13 @@ use super::{
 };
 use crate::activation::{ActivationPlan, Op};
 use crate::data::{Augment, ImageSet, Normalize, Splits};
-use crate::hpo::{run_hpo_from, Config};
+use crate::hpo::{run_hpo_at, Config};
 use crate::model::Network;
 use crate::report::{append_eval, evals_frame, table1_frame, write_csv, write_parquet};
-use crate::search::{run_search, SearchSpace, SearchStep};
+use crate::search::{run_search_at, SearchSpace, SearchStep};
 use crate::train::{
-    evaluate, fit, load_checkpoint, save_checkpoint, CheckpointMeta, FitReport, TrainConfig,
-    TrainEvent,
+    evaluate, fit, load_checkpoint, load_trainer, save_checkpoint, save_trainer, CheckpointMeta,
+    FitData, FitReport, TrainConfig, TrainEvent, Trainer,
 };
 use crate::{Error, Result};
 
@@ -49,6 +49,40 @@ pub struct Experiment {
     device: Device,
     data: Splits,
     cache: BTreeMap<(Stage, usize), EvalRecord>,
+    workers: Workers,
+}
+
+/// How many fine-tunes of a batch train at once, and with how many threads each.
+///
+/// The run's results never depend on `count`: a batch's proposals are fixed before it
+/// trains, and its records are logged in proposal order. They may depend on `threads`
+/// (a kernel may sum in per-thread parts), which `count = 1` leaves to rayon's global pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workers {
+    /// Fine-tunes trained at the same time.
+    pub count: usize,
+    /// Threads of each (a pool per worker) when `count > 1`.
+    pub threads: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            count: 1,
+            threads: 1,
+        }
+    }
+}
+
+/// One fine-tune of the pruned network to run.
+#[derive(Clone, Debug)]
+struct Job {
+    stage: Stage,
+    step: usize,
+    plan: ActivationPlan,
+    cfg: TrainConfig,
+    /// Whether alpha and beta learn.
+    scales: bool,
 }
 
 impl Experiment {
@@ -83,7 +117,21 @@ impl Experiment {
             device,
             data,
             cache,
+            workers: Workers::default(),
         })
+    }
+
+    /// Trains the fine-tunes of a batch (a rung of a bracket) with `workers`; an error
+    /// names a zero count.
+    pub fn set_workers(&mut self, workers: Workers) -> Result<()> {
+        if workers.count == 0 || workers.threads == 0 {
+            return Err(Error::Config(format!(
+                "workers: {} worker(s) of {} thread(s); both must be at least 1",
+                workers.count, workers.threads
+            )));
+        }
+        self.workers = workers;
+        Ok(())
     }
 
     /// The run folder.
@@ -305,16 +353,32 @@ impl Experiment {
             total: method.evaluations(),
         })?;
         let cfg = self.cfg.recipe(self.budget.finetune_epochs);
-        let seed = self.cfg.seed;
-        let mut objective = |step: usize, plan: &ActivationPlan| -> Result<f64> {
-            Ok(self
-                .eval(stage, step, plan, &cfg, false, observer)?
-                .valid_acc)
+        let (seed, fidelity, epochs) = (self.cfg.seed, self.cfg.fidelity, cfg.epochs);
+        let mut objective = |batch: &[(usize, ActivationPlan)], at: usize| -> Result<Vec<f64>> {
+            let jobs = batch
+                .iter()
+                .map(|(step, plan)| Job {
+                    stage,
+                    step: *step,
+                    plan: plan.clone(),
+                    cfg: cfg.clone(),
+                    scales: false,
+                })
+                .collect();
+            self.scores(jobs, at, observer)
         };
         let mut trace: Vec<SearchStep> = Vec::new();
-        let result = run_search(&method, &space, &start, seed, &mut objective, &mut |s| {
-            trace.push(s.clone())
-        })?;
+        let result = run_search_at(
+            &method,
+            &space,
+            &start,
+            seed,
+            fidelity,
+            epochs,
+            &mut objective,
+            &mut |s| trace.push(s.clone()),
+        )?;
+        self.clear_rungs(stage)?;
         self.dir.write_trace(stage, &trace)?;
         Ok(result.best_plan)
     }
@@ -341,19 +405,34 @@ impl Experiment {
             total: self.budget.hpo_trials,
         })?;
         let (method, trials, seed) = (self.cfg.hpo.clone(), self.budget.hpo_trials, self.cfg.seed);
-        let mut objective = |i: usize, c: &Config| -> Result<f64> {
-            let cfg = kind.train_config(c, &recipe)?;
-            Ok(self.eval(stage, i, plan, &cfg, true, observer)?.valid_acc)
+        let fidelity = self.cfg.fidelity;
+        let mut objective = |batch: &[(usize, Config)], at: usize| -> Result<Vec<f64>> {
+            let jobs = batch
+                .iter()
+                .map(|(step, c)| {
+                    Ok(Job {
+                        stage,
+                        step: *step,
+                        plan: plan.clone(),
+                        cfg: kind.train_config(c, &recipe)?,
+                        scales: true,
+                    })
+                })
+                .collect::<Result<Vec<Job>>>()?;
+            self.scores(jobs, at, observer)
         };
-        let result = run_hpo_from(
+        let result = run_hpo_at(
             &method,
             &space,
             trials,
             seed,
             &first,
+            fidelity,
+            recipe.epochs,
             &mut objective,
             &mut |_| {},
         )?;
+        self.clear_rungs(stage)?;
         let final_cfg = kind.train_config(&result.best.config, &recipe)?;
         self.final_arm(arm, plan, &final_cfg, true, observer)
     }
@@ -384,9 +463,7 @@ impl Experiment {
         Ok(best.and_then(|b| b.test_acc))
     }
 
-    /// One memoised evaluation: fine-tune the pruned network with `plan` and `cfg` (alpha
-    /// and beta learnt when `scales`), score it on the validation set, and for finals test
-    /// it and save its checkpoint.
+    /// One memoised full-length evaluation (a final, or a full-fidelity candidate).
     fn eval(
         &mut self,
         stage: Stage,
@@ -396,67 +473,283 @@ impl Experiment {
         scales: bool,
         observer: &mut ExperimentObserver<'_>,
     ) -> Result<EvalRecord> {
-        if let Some(r) = self.cache.get(&(stage, step)) {
-            if &r.plan != plan {
-                return Err(Error::Config(format!(
-                    "run folder {}: logged {stage} step {step} used plan {}, the replay asks for \
-                     {plan}; the log does not belong to this configuration",
-                    self.dir.root().display(),
-                    r.plan
-                )));
+        let job = Job {
+            stage,
+            step,
+            plan: plan.clone(),
+            cfg: cfg.clone(),
+            scales,
+        };
+        let epochs = cfg.epochs;
+        let mut records = self.eval_batch(vec![job], epochs, observer)?;
+        Ok(records.remove(0))
+    }
+
+    /// The scores of `jobs` after `epochs` epochs, by the protocol's epoch choice.
+    fn scores(
+        &mut self,
+        jobs: Vec<Job>,
+        epochs: usize,
+        observer: &mut ExperimentObserver<'_>,
+    ) -> Result<Vec<f64>> {
+        let choice = self.cfg.protocol.score;
+        Ok(self
+            .eval_batch(jobs, epochs, observer)?
+            .iter()
+            .map(|r| r.score_at(epochs, choice))
+            .collect())
+    }
+
+    /// Memoised evaluations of a batch to `epochs` epochs: what the log already covers is
+    /// replayed; the rest trains (a candidate seen at a lower rung continues from its saved
+    /// state) on the workers, and is logged in job order as it finishes. Records in job order.
+    fn eval_batch(
+        &mut self,
+        jobs: Vec<Job>,
+        epochs: usize,
+        observer: &mut ExperimentObserver<'_>,
+    ) -> Result<Vec<EvalRecord>> {
+        let mut out: Vec<Option<EvalRecord>> = Vec::with_capacity(jobs.len());
+        let mut todo: Vec<(usize, Job)> = Vec::new();
+        for (i, job) in jobs.into_iter().enumerate() {
+            match self.cache.get(&(job.stage, job.step)) {
+                Some(r) if r.plan != job.plan => {
+                    return Err(Error::Config(format!(
+                        "run folder {}: logged {} step {} used plan {}, the replay asks for \
+                         {}; the log does not belong to this configuration",
+                        self.dir.root().display(),
+                        job.stage,
+                        job.step,
+                        r.plan,
+                        job.plan
+                    )))
+                }
+                Some(r) if r.covers(epochs) => {
+                    let r = r.clone();
+                    observer(&ExperimentEvent::Evaluated {
+                        record: r.clone(),
+                        cached: true,
+                    })?;
+                    out.push(Some(r));
+                }
+                _ => {
+                    out.push(None);
+                    todo.push((i, job));
+                }
             }
-            let r = r.clone();
-            observer(&ExperimentEvent::Evaluated {
-                record: r.clone(),
-                cached: true,
-            })?;
-            return Ok(r);
         }
+        let fresh = if self.workers.count > 1 && todo.len() > 1 {
+            self.train_parallel(&todo, epochs, observer)?
+        } else {
+            let mut fresh = Vec::with_capacity(todo.len());
+            for (_, job) in &todo {
+                let (stage, step) = (job.stage, job.step);
+                let mut fwd = |ev: &TrainEvent| {
+                    observer(&ExperimentEvent::Train {
+                        stage,
+                        step,
+                        event: ev.clone(),
+                    })
+                };
+                let record = self.train_job(job, epochs, &mut fwd)?;
+                self.log(&record, observer)?;
+                fresh.push(record);
+            }
+            fresh
+        };
+        for ((i, _), record) in todo.iter().zip(fresh) {
+            self.cache
+                .insert((record.stage, record.step), record.clone());
+            out[*i] = Some(record);
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every job has a record"))
+            .collect())
+    }
+
+    /// Trains `todo` on `workers.count` threads (each in its own pool of `workers.threads`),
+    /// forwarding their events, logging the records in job order as they become available.
+    fn train_parallel(
+        &self,
+        todo: &[(usize, Job)],
+        epochs: usize,
+        observer: &mut ExperimentObserver<'_>,
+    ) -> Result<Vec<EvalRecord>> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::mpsc;
+
+        enum Msg {
+            Event(Stage, usize, TrainEvent),
+            Done(usize, Result<EvalRecord>),
+        }
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let Workers { count, threads } = self.workers;
+        std::thread::scope(|scope| -> Result<Vec<EvalRecord>> {
+            for _ in 0..count.min(todo.len()) {
+                let (tx, next, stop) = (tx.clone(), &next, &stop);
+                scope.spawn(move || {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+                    let pool = match pool {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = tx.send(Msg::Done(
+                                usize::MAX,
+                                Err(Error::Config(format!("worker thread pool: {e}"))),
+                            ));
+                            return;
+                        }
+                    };
+                    loop {
+                        let k = next.fetch_add(1, Ordering::SeqCst);
+                        if k >= todo.len() || stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let job = &todo[k].1;
+                        let mut fwd = |ev: &TrainEvent| {
+                            if stop.load(Ordering::SeqCst) {
+                                return Err(Error::Config("stopped".into()));
+                            }
+                            let _ = tx.send(Msg::Event(job.stage, job.step, ev.clone()));
+                            Ok(())
+                        };
+                        let r = pool.install(|| self.train_job(job, epochs, &mut fwd));
+                        if tx.send(Msg::Done(k, r)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut done: Vec<Option<EvalRecord>> = vec![None; todo.len()];
+            let mut logged = 0usize;
+            let mut failure: Option<Error> = None;
+            for msg in rx {
+                match msg {
+                    Msg::Event(stage, step, event) if failure.is_none() => {
+                        if let Err(e) = observer(&ExperimentEvent::Train { stage, step, event }) {
+                            stop.store(true, Ordering::SeqCst);
+                            failure = Some(e);
+                        }
+                    }
+                    Msg::Event(..) => {}
+                    Msg::Done(k, Ok(record)) if k < done.len() => done[k] = Some(record),
+                    Msg::Done(_, Ok(_)) => {}
+                    Msg::Done(_, Err(e)) => {
+                        stop.store(true, Ordering::SeqCst);
+                        failure.get_or_insert(e);
+                    }
+                }
+                while failure.is_none() && logged < done.len() {
+                    let Some(record) = &done[logged] else { break };
+                    if let Err(e) = self.log(record, observer) {
+                        stop.store(true, Ordering::SeqCst);
+                        failure = Some(e);
+                        break;
+                    }
+                    logged += 1;
+                }
+            }
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(done
+                    .into_iter()
+                    .map(|r| r.expect("every job finished"))
+                    .collect()),
+            }
+        })
+    }
+
+    /// Fine-tunes the pruned network for one job to `epochs` epochs (continuing its saved
+    /// rung when there is one), scores it, and for finals tests it and saves its checkpoint.
+    /// Short of the job's full epochs, the training is saved for a later rung.
+    fn train_job(
+        &self,
+        job: &Job,
+        epochs: usize,
+        events: &mut dyn FnMut(&TrainEvent) -> Result<()>,
+    ) -> Result<EvalRecord> {
+        let (stage, step) = (job.stage, job.step);
         let is_final = matches!(stage, Stage::Final(_));
         let start = Instant::now();
-        let mut model = self.fresh_model()?;
-        let (_, masks) = load_checkpoint(&self.dir.pruned_path(), model.as_mut(), &self.device)?;
-        model.set_plan(plan)?;
         let protocol = &self.cfg.protocol;
-        for slot in model.activations_mut() {
-            slot.set_scales(1.0, 1.0)?;
-            slot.set_params_mode(protocol.op_params);
-            let parametric = slot.op().num_params() > 0;
-            slot.set_trainable(scales && (protocol.scales_on_parametric_ops || !parametric));
-        }
-        let mut cfg = cfg.clone();
+        let mut cfg = job.cfg.clone();
         cfg.restore_best = is_final && self.ends_with_best();
-        let score_by = protocol.score;
         let data_seed = self.cfg.seed.wrapping_add(if is_final {
             step as u64 * REPEAT_SEED_STRIDE
         } else {
             0
         });
-        let mut fwd = |ev: &TrainEvent, _: &dyn Network| {
-            observer(&ExperimentEvent::Train {
-                stage,
-                step,
-                event: ev.clone(),
-            })
+        let build = || -> Result<(Box<dyn Network>, Option<crate::prune::Masks>)> {
+            let mut model = self.fresh_model()?;
+            let (_, masks) =
+                load_checkpoint(&self.dir.pruned_path(), model.as_mut(), &self.device)?;
+            model.set_plan(&job.plan)?;
+            for slot in model.activations_mut() {
+                slot.set_scales(1.0, 1.0)?;
+                slot.set_params_mode(protocol.op_params);
+                let parametric = slot.op().num_params() > 0;
+                slot.set_trainable(
+                    job.scales && (protocol.scales_on_parametric_ops || !parametric),
+                );
+            }
+            Ok((model, masks))
         };
-        let outcome = fit(
-            model.as_mut(),
-            masks.as_ref(),
-            &self.data.train,
-            Some(&self.data.valid),
-            &cfg,
-            data_seed,
-            &self.device,
-            &mut fwd,
-        );
-        let record = match outcome {
+        let (mut model, masks) = build()?;
+        let rung = self.dir.rung_path(stage, step);
+        let mut earlier = 0.0;
+        let resumed = match rung.exists() && !is_final {
+            true => match load_trainer(&rung, model.as_mut(), &cfg, &self.device) {
+                Ok((t, _)) if t.epochs_done() <= epochs => Some(t),
+                _ => None,
+            },
+            false => None,
+        };
+        let mut trainer = match resumed {
+            Some(t) => {
+                earlier = self.cache.get(&(stage, step)).map_or(0.0, |r| r.seconds);
+                t
+            }
+            None => {
+                // A fresh start (also after an unusable saved state, which may have
+                // written some weights already).
+                let (m, _) = build()?;
+                model = m;
+                Trainer::new(model.as_ref(), &cfg)?
+            }
+        };
+        let data = FitData {
+            masks: masks.as_ref(),
+            train: &self.data.train,
+            valid: Some(&self.data.valid),
+            seed: data_seed,
+            device: &self.device,
+        };
+        let mut fwd = |ev: &TrainEvent, _: &dyn Network| events(ev);
+        let outcome = trainer.train_until(model.as_mut(), &data, epochs, &mut fwd);
+        let full = epochs >= cfg.epochs;
+        // The epochs a diverged run finished stay in its record (what it cost).
+        let before = FitReport {
+            best_epoch: None,
+            ..trainer.report().clone()
+        };
+        let outcome = match outcome {
+            Ok(()) if full => trainer.finish(model.as_mut()),
+            Ok(()) => {
+                save_trainer(&rung, model.as_ref(), None, &trainer)?;
+                Ok(trainer.report().clone())
+            }
+            Err(e) => Err(e),
+        };
+        // A finished or diverged candidate needs its saved rung no more; any other error
+        // (a stop) keeps it for the resume.
+        if (full && outcome.is_ok()) || matches!(outcome, Err(Error::Diverged(_))) {
+            remove_file_if_present(&rung)?;
+        }
+        let mut record = match outcome {
             Ok(report) => {
-                let m = match score_by {
-                    EpochChoice::BestEpoch => report.best_valid(),
-                    EpochChoice::LastEpoch => report.final_valid(),
-                };
-                let valid = m.map_or(0.0, |m| m.top1);
-                let valid = if valid.is_finite() { valid } else { 0.0 };
                 let test = if is_final {
                     let t = evaluate(
                         model.as_ref(),
@@ -472,16 +765,18 @@ impl Experiment {
                 } else {
                     None
                 };
-                self.record(
+                let mut r = self.record(
                     (stage, step),
                     model.as_ref(),
                     &cfg,
-                    valid,
+                    0.0,
                     test,
                     &report,
                     EvalStatus::Ok,
                     start,
-                )?
+                )?;
+                r.valid_acc = r.score_at(r.epochs.len(), protocol.score);
+                r
             }
             Err(Error::Diverged(why)) => self.record(
                 (stage, step),
@@ -489,13 +784,29 @@ impl Experiment {
                 &cfg,
                 0.0,
                 is_final.then_some(0.0),
-                &FitReport::default(),
+                &before,
                 EvalStatus::Failed(why),
                 start,
             )?,
             Err(e) => return Err(e),
         };
-        self.commit(record, observer)
+        record.seconds += earlier;
+        Ok(record)
+    }
+
+    /// Removes the saved rungs of a finished search.
+    fn clear_rungs(&self, stage: Stage) -> Result<()> {
+        let dir = self.dir.rungs_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let prefix = format!("{stage}-");
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                remove_file_if_present(&e.path())?;
+            }
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -536,18 +847,23 @@ impl Experiment {
     }
 
     /// Appends a finished record to the log (durably) before anything else sees it.
+    fn log(&self, record: &EvalRecord, observer: &mut ExperimentObserver<'_>) -> Result<()> {
+        append_eval(&self.dir.evals_path(), record)?;
+        observer(&ExperimentEvent::Evaluated {
+            record: record.clone(),
+            cached: false,
+        })
+    }
+
+    /// [`Experiment::log`], then the record joins the memo.
     fn commit(
         &mut self,
         record: EvalRecord,
         observer: &mut ExperimentObserver<'_>,
     ) -> Result<EvalRecord> {
-        append_eval(&self.dir.evals_path(), &record)?;
+        self.log(&record, observer)?;
         self.cache
             .insert((record.stage, record.step), record.clone());
-        observer(&ExperimentEvent::Evaluated {
-            record: record.clone(),
-            cached: false,
-        })?;
         Ok(record)
     }
 
@@ -565,6 +881,13 @@ impl Experiment {
 }
 
 /// The splits the budget and the data config ask for.
+fn remove_file_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
 fn prepare(cfg: &ExperimentConfig, budget: &Budget, splits: Splits) -> Result<Splits> {
     let cut = |set: &ImageSet, n: Option<usize>| match n {
         Some(n) if n < set.len() => set.take(n),

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::protocol::EpochChoice;
 use super::Arm;
 use crate::activation::ActivationPlan;
 use crate::train::EpochSummary;
@@ -182,6 +183,46 @@ pub struct EvalRecord {
     pub status: EvalStatus,
     /// Wall time in seconds.
     pub seconds: f64,
+}
+
+impl EvalRecord {
+    /// The score after the first `epochs` epochs by `choice` (best or last epoch's
+    /// validation accuracy; 0 when failed or none is known), as a shorter fine-tune on the
+    /// same data order would have scored.
+    pub fn score_at(&self, epochs: usize, choice: EpochChoice) -> f64 {
+        if matches!(self.status, EvalStatus::Failed(_)) {
+            return 0.0;
+        }
+        let seen = &self.epochs[..epochs.min(self.epochs.len())];
+        let valid = |e: &EpochPoint| e.valid_acc.filter(|v| v.is_finite());
+        let v = match choice {
+            EpochChoice::BestEpoch => seen
+                .iter()
+                .filter_map(valid)
+                .fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v)))),
+            EpochChoice::LastEpoch => seen.last().and_then(valid),
+        };
+        v.unwrap_or(0.0)
+    }
+
+    /// The epochs its configuration asks for (the fine-tune's full length).
+    pub fn planned_epochs(&self) -> Option<usize> {
+        self.hparams
+            .get("epochs")
+            .and_then(|v| v.as_u64())
+            .map(|e| e as usize)
+    }
+
+    /// Whether it is a multi-fidelity rung short of the full fine-tune.
+    pub fn is_partial(&self) -> bool {
+        matches!(self.status, EvalStatus::Ok)
+            && self.planned_epochs().is_some_and(|p| self.epochs.len() < p)
+    }
+
+    /// Whether it stands for `epochs` epochs of training: it trained them, or failed.
+    pub fn covers(&self, epochs: usize) -> bool {
+        matches!(self.status, EvalStatus::Failed(_)) || self.epochs.len() >= epochs
+    }
 }
 
 /// The Table 1 row of one finished run: top-1 test accuracy (percent) of each arm.

@@ -106,6 +106,17 @@ impl RunDir {
         self.root.join("finals").join(name)
     }
 
+    /// The saved training of a multi-fidelity candidate between rungs.
+    pub fn rung_path(&self, stage: Stage, step: usize) -> PathBuf {
+        self.rungs_dir()
+            .join(format!("{stage}-{step:04}.safetensors"))
+    }
+
+    /// Where [`RunDir::rung_path`]s live (emptied as each search ends).
+    pub fn rungs_dir(&self) -> PathBuf {
+        self.root.join("rungs")
+    }
+
     /// The trace of a search stage.
     pub fn trace_path(&self, stage: Stage) -> PathBuf {
         self.root.join(format!("{stage}_trace.jsonl"))

@@ -1,7 +1,8 @@
 //! Stage 2 of SAFS: hyperparameter optimisation wrapped around fine-tuning (the paper used
 //! SMAC; here TPE or random search over a conditional [`Space`]).
 //!
-//! [`Optimizer`] is the ask/tell form and [`run_hpo`] the loop built on it. Everything is
+//! [`Optimizer`] is the ask/tell form and [`run_hpo`] the loop built on it; [`run_hpo_at`]
+//! is the multi-fidelity loop (BOHB: Hyperband brackets, TPE fitted per rung). Everything is
 //! deterministic: the configurations proposed depend only on the seed (one ChaCha8 stream) and
 //! the scores told so far, so a killed run resumes by replaying memoised scores by trial index.
 //!
@@ -13,6 +14,7 @@
 //! gamma = 0.25
 //! ```
 
+mod bohb;
 pub mod random;
 pub mod safs_space;
 pub mod space;
@@ -22,6 +24,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use bohb::run_hpo_at;
 pub use safs_space::{flatten_config, reference_space, safs_space, train_config_from, HpoSpace};
 pub use space::{Condition, Config, Domain, Param, Space, Value};
 
@@ -104,6 +107,10 @@ pub struct Trial {
     pub config: Config,
     /// The objective's score (larger is better).
     pub score: f64,
+    /// Multi-fidelity: the epochs at which this trial was stopped (its score is from then);
+    /// absent when it trained the full fine-tune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<usize>,
 }
 
 /// The outcome of [`run_hpo`].
@@ -159,6 +166,7 @@ impl Optimizer {
             index,
             config,
             score,
+            stopped_at: None,
         });
         &self.trials[index]
     }

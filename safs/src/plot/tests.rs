@@ -272,6 +272,7 @@ fn plot_search_trajectory_and_steps() {
             accepted: i != 1,
             best_score: 0.0,
             best_plan: ActivationPlan(vec![Op::Relu]),
+            stopped_at: None,
         })
         .collect();
     let chart = search_steps_chart(&steps).unwrap();

@@ -7,6 +7,7 @@
 //! [`write_parquet`]) or handed to the notebook kernel.
 
 mod combine;
+mod compare;
 mod evals;
 mod files;
 mod seeds;
@@ -14,6 +15,9 @@ mod stats;
 mod table;
 
 pub use combine::combine;
+pub use compare::{
+    compare_runs, comparison_markdown, search_cost, ComparedRun, ComparedValue, SearchCost,
+};
 pub use evals::evals_frame;
 pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
 pub use seeds::{summarize_seeds, PairedDiff, SeedSummary, PAIRS};

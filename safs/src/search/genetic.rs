@@ -42,7 +42,7 @@ pub(super) fn run(
     space: &SearchSpace,
     start: &ActivationPlan,
     rng: &mut ChaCha8Rng,
-    tracker: &mut Tracker<'_>,
+    tracker: &mut Tracker<'_, '_>,
 ) -> Result<()> {
     let mut pop: Vec<(ActivationPlan, f64)> = Vec::with_capacity(p.population);
     for k in 0..p.population {

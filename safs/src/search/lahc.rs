@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{SearchSpace, Tracker};
 use crate::activation::ActivationPlan;
+use crate::fidelity::Fidelity;
 use crate::Result;
 
 /// LAHC's settings (see [`super::SearchMethod::Lahc`]).
@@ -36,13 +37,22 @@ pub(super) fn done(min_steps: usize, idle_fraction: f64, step: usize, idle: usiz
     step > min_steps && idle as f64 > step as f64 * idle_fraction
 }
 
-/// Run LAHC from `start` (evaluated first).
+/// Run LAHC from `start` (evaluated first at full fidelity).
+///
+/// Each iteration proposes a bracket of neighbours of the current plan ([`Fidelity::bracket`];
+/// one at full fidelity, which is the sequential LAHC above), never more than the moves the
+/// minimum still asks for or the cap allows, and runs successive halving over them. The
+/// moves are then applied in step order, first those stopped early (rejected: idle moves
+/// that leave the current plan), then those that reached the full fine-tune, each through
+/// the acceptance rule; so a bracket whose best candidate improves the current plan keeps
+/// the search going, as an improving last move would.
 pub(super) fn run(
     p: Params,
     space: &SearchSpace,
     start: &ActivationPlan,
+    fidelity: Fidelity,
     rng: &mut ChaCha8Rng,
-    tracker: &mut Tracker<'_>,
+    tracker: &mut Tracker<'_, '_>,
 ) -> Result<()> {
     let first = tracker.evaluate(start, |_| true)?;
     let mut current = start.clone();
@@ -50,27 +60,51 @@ pub(super) fn run(
     let mut history = vec![current_score; p.history];
     let (mut step, mut idle) = (0usize, 0usize);
     let mut evaluations = 1usize;
+    let mut k = 0usize;
     while !done(p.min_steps, p.idle_fraction, step, idle)
         && p.max_evaluations.is_none_or(|m| evaluations < m)
     {
-        let candidate = if p.reference_move {
-            space.reference_neighbour(&current, rng)
-        } else {
-            space.neighbour(&current, rng)
-        };
-        let v = step % p.history;
-        let (late, cur) = (history[v], current_score);
-        let e = tracker.evaluate(&candidate, |s| s > late || s >= cur)?;
-        evaluations += 1;
-        idle = if e.score <= cur { idle + 1 } else { 0 };
-        if e.accepted {
-            current = candidate;
-            current_score = e.score;
+        let bracket = fidelity.bracket(k, tracker.max_epochs);
+        k += 1;
+        let mut n = bracket.size;
+        if let Some(m) = p.max_evaluations {
+            n = n.min(m - evaluations);
         }
-        if current_score > history[v] {
-            history[v] = current_score;
+        if step <= p.min_steps {
+            n = n.min(p.min_steps + 1 - step);
         }
-        step += 1;
+        let candidates: Vec<ActivationPlan> = (0..n)
+            .map(|_| {
+                if p.reference_move {
+                    space.reference_neighbour(&current, rng)
+                } else {
+                    space.neighbour(&current, rng)
+                }
+            })
+            .collect();
+        let first_step = evaluations;
+        let outcomes = tracker.bracket(&candidates, &bracket)?;
+        let (finished, stopped): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&j| outcomes[j].finished(&bracket));
+        for j in stopped.into_iter().chain(finished) {
+            let (o, candidate) = (&outcomes[j], &candidates[j]);
+            let v = step % p.history;
+            let (late, cur) = (history[v], current_score);
+            let full = o.finished(&bracket);
+            let accepted = full && (o.score > late || o.score >= cur);
+            let stopped_at = (!full).then_some(o.epochs);
+            tracker.record(first_step + j, candidate, o.score, accepted, stopped_at);
+            evaluations += 1;
+            idle = if full && o.score > cur { 0 } else { idle + 1 };
+            if accepted {
+                current = candidate.clone();
+                current_score = o.score;
+            }
+            if current_score > history[v] {
+                history[v] = current_score;
+            }
+            step += 1;
+        }
     }
     Ok(())
 }

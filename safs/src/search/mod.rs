@@ -15,7 +15,11 @@
 //!   resume a killed run;
 //! - a score must be finite (return 0.0 for a failed candidate); an `Err` from the
 //!   objective aborts the search with that error;
-//! - the result is the best plan evaluated (highest score; on ties the earliest).
+//! - the result is the best plan evaluated at full fidelity (highest score; on ties the
+//!   earliest).
+//!
+//! [`run_search_at`] adds multi-fidelity LAHC ([`crate::fidelity`]): the objective then
+//! trains batches of plans to a number of epochs, and a batch may run in parallel.
 
 mod annealing;
 mod genetic;
@@ -30,6 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::activation::ActivationPlan;
+use crate::fidelity::{successive_halving, Bracket, Fidelity, Outcome, RungObjective};
 use crate::{Error, Result};
 
 /// A Stage 1 search method and its budget (serde: `name = "lahc"` plus the fields).
@@ -271,6 +276,10 @@ pub struct SearchStep {
     pub best_score: f64,
     /// Plan of the best score so far (the earliest on ties).
     pub best_plan: ActivationPlan,
+    /// Multi-fidelity: the epochs at which this candidate was stopped (its score is from
+    /// then); absent when it trained the full fine-tune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<usize>,
 }
 
 /// The outcome of a search: its best plan and every step.
@@ -294,12 +303,52 @@ pub fn run_search(
     objective: &mut dyn FnMut(usize, &ActivationPlan) -> Result<f64>,
     on_step: &mut dyn FnMut(&SearchStep),
 ) -> Result<SearchResult> {
+    let mut batch = |plans: &[(usize, ActivationPlan)], _epochs: usize| -> Result<Vec<f64>> {
+        plans.iter().map(|(i, p)| objective(*i, p)).collect()
+    };
+    run_search_at(
+        method,
+        space,
+        start,
+        seed,
+        Fidelity::Full,
+        1,
+        &mut batch,
+        on_step,
+    )
+}
+
+/// [`run_search`] at a [`Fidelity`] over fine-tunes of `max_epochs` epochs: `objective`
+/// trains a batch of `(step, plan)` pairs to a number of epochs. LAHC proposes a bracket of
+/// neighbours of the current plan at a time and applies its acceptance rule to those that
+/// reach `max_epochs`; the others are rejected moves, known to be bad cheaply. The other
+/// methods need `Fidelity::Full`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_search_at(
+    method: &SearchMethod,
+    space: &SearchSpace,
+    start: &ActivationPlan,
+    seed: u64,
+    fidelity: Fidelity,
+    max_epochs: usize,
+    objective: &mut RungObjective<'_, ActivationPlan>,
+    on_step: &mut dyn FnMut(&SearchStep),
+) -> Result<SearchResult> {
     method.validate()?;
     space.validate()?;
     space.check_plan(start, "start")?;
+    fidelity.validate(max_epochs)?;
+    if !fidelity.is_full() && !matches!(method, SearchMethod::Lahc { .. }) {
+        return Err(Error::Config(format!(
+            "fidelity {} is for the lahc search; {} evaluates at full fidelity",
+            fidelity.name(),
+            method.name()
+        )));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tracker = Tracker {
         objective,
+        max_epochs,
         on_step,
         steps: Vec::new(),
     };
@@ -320,6 +369,7 @@ pub fn run_search(
             },
             space,
             start,
+            fidelity,
             &mut rng,
             &mut tracker,
         )?,
@@ -358,21 +408,32 @@ struct Evaluated {
 }
 
 /// Calls the objective with running step indices, keeps the best and the trace.
-struct Tracker<'a> {
-    objective: &'a mut dyn FnMut(usize, &ActivationPlan) -> Result<f64>,
+struct Tracker<'a, 'o> {
+    objective: &'a mut RungObjective<'o, ActivationPlan>,
+    max_epochs: usize,
     on_step: &'a mut dyn FnMut(&SearchStep),
     steps: Vec<SearchStep>,
 }
 
-impl Tracker<'_> {
-    /// Score `plan` at the next step index, let `accept` decide from its score, record it.
+impl Tracker<'_, '_> {
+    /// Score `plan` at full fidelity at the next step index, let `accept` decide from its
+    /// score, record it.
     fn evaluate(
         &mut self,
         plan: &ActivationPlan,
         accept: impl FnOnce(f64) -> bool,
     ) -> Result<Evaluated> {
         let step = self.steps.len();
-        let score = (self.objective)(step, plan)?;
+        let scores = (self.objective)(&[(step, plan.clone())], self.max_epochs)?;
+        let score = match scores[..] {
+            [s] => s,
+            _ => {
+                return Err(Error::Config(format!(
+                    "search objective returned {} scores for one plan",
+                    scores.len()
+                )))
+            }
+        };
         if !score.is_finite() {
             return Err(Error::Diverged(format!(
                 "search objective returned {score} for plan '{plan}' at step {step}; \
@@ -380,7 +441,45 @@ impl Tracker<'_> {
             )));
         }
         let accepted = accept(score);
-        let improved = self.steps.last().is_none_or(|last| score > last.best_score);
+        self.record(step, plan, score, accepted, None);
+        Ok(Evaluated { score, accepted })
+    }
+
+    /// Runs `plans` (the next step indices, in order) through `bracket`.
+    fn bracket(&mut self, plans: &[ActivationPlan], bracket: &Bracket) -> Result<Vec<Outcome>> {
+        let first = self.steps.len();
+        let cands: Vec<(usize, ActivationPlan)> = plans
+            .iter()
+            .enumerate()
+            .map(|(j, p)| (first + j, p.clone()))
+            .collect();
+        let objective = &mut *self.objective;
+        let mut checked = |batch: &[(usize, ActivationPlan)], epochs: usize| -> Result<Vec<f64>> {
+            let scores = objective(batch, epochs)?;
+            for ((step, plan), s) in batch.iter().zip(&scores) {
+                if !s.is_finite() {
+                    return Err(Error::Diverged(format!(
+                        "search objective returned {s} for plan '{plan}' at step {step}                          ({epochs} epochs); return 0.0 for a failed candidate"
+                    )));
+                }
+            }
+            Ok(scores)
+        };
+        successive_halving(&cands, bracket, &mut checked)
+    }
+
+    /// Adds one step to the trace; `stopped_at` is the epochs of a candidate halted before
+    /// full fidelity (never the best, never accepted).
+    fn record(
+        &mut self,
+        step: usize,
+        plan: &ActivationPlan,
+        score: f64,
+        accepted: bool,
+        stopped_at: Option<usize>,
+    ) {
+        let improved =
+            stopped_at.is_none() && self.steps.last().is_none_or(|last| score > last.best_score);
         let (best_score, best_plan) = match self.steps.last() {
             Some(last) if !improved => (last.best_score, last.best_plan.clone()),
             _ => (score, plan.clone()),
@@ -392,10 +491,10 @@ impl Tracker<'_> {
             accepted,
             best_score,
             best_plan,
+            stopped_at,
         };
         (self.on_step)(&rec);
         self.steps.push(rec);
-        Ok(Evaluated { score, accepted })
     }
 
     fn finish(self) -> SearchResult {

@@ -13,7 +13,7 @@ pub(super) fn run(
     space: &SearchSpace,
     start: &ActivationPlan,
     rng: &mut ChaCha8Rng,
-    tracker: &mut Tracker<'_>,
+    tracker: &mut Tracker<'_, '_>,
 ) -> Result<()> {
     let first = tracker.evaluate(start, |_| true)?;
     let mut best = first.score;

@@ -436,3 +436,98 @@ fn results_serialize_to_json() {
         assert!((a.score - b.score).abs() < 1e-12 && (a.best_score - b.best_score).abs() < 1e-12);
     }
 }
+
+/// Multi-fidelity LAHC by hand: successive halving with eta 3 over 3-epoch fine-tunes
+/// (brackets of 3 moves at 1 epoch, the best continued to 3), history 3, min_steps 2.
+///
+/// ```text
+/// call       steps@epochs  scores       kept
+/// start      0@3           50
+/// bracket 1  1,2,3@1       20 30 25     2
+///            2@3           60
+/// bracket 2  4,5,6@1       10 40 40     5 (tie with 6: the earlier)
+///            5@3           55
+/// ```
+/// Moves apply stopped first, then the finished: 1, 3 (rejected, idle 1, 2), 2 (60 >= 50:
+/// accepted, a gain, idle 0; h[2] = 60). Step 3 > 2 but idle 0: go on. Then 4, 6
+/// (rejected; h[0], h[1] rise to the current 60), 5 (55 < h[2] = 60 and < 60: rejected,
+/// idle 3): done.
+#[test]
+fn multi_fidelity_lahc_by_hand() {
+    let space = SearchSpace::new(vec![Op::Swish, Op::Gelu], 1, SearchMode::PerLayer);
+    let start = ActivationPlan::uniform(Op::Swish, 1);
+    let table = |step: usize, epochs: usize| -> f64 {
+        match (step, epochs) {
+            (0, 3) => 50.,
+            (1, 1) => 20.,
+            (2, 1) => 30.,
+            (3, 1) => 25.,
+            (2, 3) => 60.,
+            (4, 1) => 10.,
+            (5, 1) | (6, 1) => 40.,
+            (5, 3) => 55.,
+            other => panic!("unexpected call {other:?}"),
+        }
+    };
+    let mut calls: Vec<(Vec<usize>, usize)> = Vec::new();
+    let mut objective = |batch: &[(usize, ActivationPlan)], epochs: usize| -> Result<Vec<f64>> {
+        calls.push((batch.iter().map(|b| b.0).collect(), epochs));
+        Ok(batch.iter().map(|b| table(b.0, epochs)).collect())
+    };
+    let method = SearchMethod::Lahc {
+        min_steps: 2,
+        history: 3,
+        idle_fraction: 0.02,
+        max_evaluations: None,
+        reference_move: false,
+    };
+    let sh = Fidelity::SuccessiveHalving {
+        min_epochs: 1,
+        eta: 3,
+    };
+    let r = run_search_at(
+        &method,
+        &space,
+        &start,
+        0,
+        sh,
+        3,
+        &mut objective,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        calls,
+        vec![
+            (vec![0], 3),
+            (vec![1, 2, 3], 1),
+            (vec![2], 3),
+            (vec![4, 5, 6], 1),
+            (vec![5], 3)
+        ]
+    );
+    let order: Vec<usize> = r.steps.iter().map(|s| s.step).collect();
+    assert_eq!(order, [0, 1, 3, 2, 4, 6, 5]);
+    let accepted: Vec<bool> = r.steps.iter().map(|s| s.accepted).collect();
+    assert_eq!(accepted, [true, false, false, true, false, false, false]);
+    let stopped: Vec<Option<usize>> = r.steps.iter().map(|s| s.stopped_at).collect();
+    assert_eq!(
+        stopped,
+        [None, Some(1), Some(1), None, Some(1), Some(1), None]
+    );
+    assert_eq!(r.best_score, 60.0);
+    assert_eq!(r.best_plan, ActivationPlan::uniform(Op::Gelu, 1));
+    // Other methods are refused a multi-fidelity run.
+    let e = run_search_at(
+        &SearchMethod::Random { steps: 3 },
+        &space,
+        &start,
+        0,
+        sh,
+        3,
+        &mut |b: &[(usize, ActivationPlan)], _| Ok(vec![0.0; b.len()]),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("random"), "{e}");
+}

@@ -3,10 +3,11 @@
 use std::time::Instant;
 
 use candle_core::Device;
+use serde::{Deserialize, Serialize};
 
 use super::{
-    correct_counts, evaluate, DecayScope, EpochSummary, Metrics, PlateauMetric, TrainConfig,
-    TrainEvent,
+    correct_counts, evaluate, DecayScope, EpochSummary, Metrics, Optimizer, PlateauMetric,
+    Scheduler, TrainConfig, TrainEvent,
 };
 use crate::data::ImageSet;
 use crate::model::{Network, ParamKind};
@@ -14,7 +15,7 @@ use crate::prune::Masks;
 use crate::{Error, Result};
 
 /// The outcome of [`fit`]: one summary per epoch and the best validation epoch.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
     /// Every finished epoch in order.
     pub epochs: Vec<EpochSummary>,
@@ -70,134 +71,249 @@ pub fn fit(
     device: &Device,
     observer: &mut Observer<'_>,
 ) -> Result<FitReport> {
-    cfg.validate()?;
-    if train.is_empty() {
-        return Err(Error::Config("the training set is empty".into()));
-    }
-    let mut decay = Vec::new();
-    let mut no_decay = Vec::new();
-    let all = cfg.decay == DecayScope::All;
-    for p in model.parameters() {
-        match p.kind {
-            ParamKind::Weight => decay.push(p.var),
-            ParamKind::Bias | ParamKind::Norm if all => decay.push(p.var),
-            ParamKind::Bias | ParamKind::Norm => no_decay.push(p.var),
-        }
-    }
-    let mut extra = Vec::new();
-    for slot in model.activations() {
-        if slot.trainable() {
-            extra.extend(slot.vars());
-        }
-        if slot.params_trainable() {
-            extra.push(slot.params_var().clone());
-        }
-    }
-    if all {
-        decay.extend(extra);
-    } else {
-        no_decay.extend(extra);
-    }
-    let mut opt = cfg.optimizer.build_with_groups(decay, no_decay)?;
-    let mut sched = cfg.schedule.build(cfg.optimizer.lr(), cfg.epochs)?;
-    if let Some(m) = masks {
-        m.apply(model)?;
-    }
+    let mut trainer = Trainer::new(model, cfg)?;
+    let data = FitData {
+        masks,
+        train,
+        valid,
+        seed,
+        device,
+    };
+    trainer.train_until(model, &data, cfg.epochs, observer)?;
+    trainer.finish(model)
+}
 
-    let full = train.len().div_ceil(cfg.batch_size);
-    let batches = cfg.max_batches.map_or(full, |m| m.min(full));
-    observer(
-        &TrainEvent::Started {
-            epochs: cfg.epochs,
-            batches,
-        },
-        model,
-    )?;
+/// What a [`Trainer`] trains on: the masks, the data, the data-order seed and the device.
+#[derive(Clone, Copy)]
+pub struct FitData<'a> {
+    /// Pruning masks re-applied after every step.
+    pub masks: Option<&'a Masks>,
+    /// Training images.
+    pub train: &'a ImageSet,
+    /// Validation images scored after every epoch.
+    pub valid: Option<&'a ImageSet>,
+    /// Data-order seed (epoch `e` shuffles with `seed + e`).
+    pub seed: u64,
+    /// Where the batches go.
+    pub device: &'a Device,
+}
 
-    let plateau_on_loss = cfg.schedule.kind.plateau_metric() == Some(PlateauMetric::TrainLoss);
-    let mut report = FitReport::default();
-    let mut best: Option<(f64, Vec<candle_core::Tensor>)> = None;
-    for epoch in 0..cfg.epochs {
-        let start = Instant::now();
-        let lr = sched.lr();
-        opt.set_lr(lr);
-        let (mut loss_sum, mut seen, mut correct) = (0f64, 0usize, 0usize);
-        let order_seed = seed.wrapping_add(epoch as u64);
-        for (batch, item) in train
-            .batches(cfg.batch_size, Some(order_seed), device)
-            .take(batches)
-            .enumerate()
-        {
-            let (x, y) = item?;
-            let logits = model.forward_t(&x, true)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let value = loss.to_scalar::<f32>()? as f64;
-            if !value.is_finite() {
-                return Err(Error::Diverged(format!(
-                    "{}: loss {value} at epoch {epoch}, batch {batch} (lr {lr:e})",
-                    model.name()
-                )));
+/// A training run that can stop after any epoch and continue later, in this process or
+/// from its saved state ([`super::resume`]): the epochs it trains are those [`fit`] trains,
+/// so a run stopped at epoch `r` and continued to `cfg.epochs` ends where `fit` ends.
+pub struct Trainer {
+    cfg: TrainConfig,
+    pub(super) opt: Optimizer,
+    sched: Scheduler,
+    pub(super) report: FitReport,
+    best: Option<(f64, Vec<candle_core::Tensor>)>,
+    started: bool,
+}
+
+impl Trainer {
+    /// The optimiser (decayed group first, see [`fit`]) and schedule for `cfg.epochs` epochs.
+    pub fn new(model: &dyn Network, cfg: &TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut decay = Vec::new();
+        let mut no_decay = Vec::new();
+        let all = cfg.decay == DecayScope::All;
+        for p in model.parameters() {
+            match p.kind {
+                ParamKind::Weight => decay.push(p.var),
+                ParamKind::Bias | ParamKind::Norm if all => decay.push(p.var),
+                ParamKind::Bias | ParamKind::Norm => no_decay.push(p.var),
             }
-            let grads = loss.backward()?;
-            opt.step(&grads)?;
-            if let Some(m) = masks {
+        }
+        let mut extra = Vec::new();
+        for slot in model.activations() {
+            if slot.trainable() {
+                extra.extend(slot.vars());
+            }
+            if slot.params_trainable() {
+                extra.push(slot.params_var().clone());
+            }
+        }
+        if all {
+            decay.extend(extra);
+        } else {
+            no_decay.extend(extra);
+        }
+        Ok(Trainer {
+            opt: cfg.optimizer.build_with_groups(decay, no_decay)?,
+            sched: cfg.schedule.build(cfg.optimizer.lr(), cfg.epochs)?,
+            cfg: cfg.clone(),
+            report: FitReport::default(),
+            best: None,
+            started: false,
+        })
+    }
+
+    /// The configuration being trained.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Epochs finished so far.
+    pub fn epochs_done(&self) -> usize {
+        self.report.epochs.len()
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> &FitReport {
+        &self.report
+    }
+
+    /// Positions a fresh trainer after the epochs of `report`, with the optimiser state
+    /// already loaded: the schedule replays their metrics, the best epoch is taken from them.
+    pub(super) fn replay(&mut self, report: FitReport) -> Result<()> {
+        if report.epochs.len() > self.cfg.epochs {
+            return Err(Error::Config(format!(
+                "a saved training state has {} epochs, the run has {}",
+                report.epochs.len(),
+                self.cfg.epochs
+            )));
+        }
+        if self.cfg.restore_best && report.best_epoch.is_some() {
+            return Err(Error::Config(
+                "a training that restores its best epoch cannot continue from a saved state".into(),
+            ));
+        }
+        let on_loss = self.plateau_on_loss();
+        for e in &report.epochs {
+            self.sched.step(if on_loss {
+                Some(e.train_loss)
+            } else {
+                e.valid.map(|m| m.top1)
+            });
+        }
+        self.best = report.best_valid().map(|m| (m.top1, Vec::new()));
+        self.report = report;
+        self.started = true;
+        Ok(())
+    }
+
+    fn plateau_on_loss(&self) -> bool {
+        self.cfg.schedule.kind.plateau_metric() == Some(PlateauMetric::TrainLoss)
+    }
+
+    /// Trains until `until` epochs are done (at most `cfg.epochs`).
+    pub fn train_until(
+        &mut self,
+        model: &mut dyn Network,
+        data: &FitData<'_>,
+        until: usize,
+        observer: &mut Observer<'_>,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let train = data.train;
+        if train.is_empty() {
+            return Err(Error::Config("the training set is empty".into()));
+        }
+        let full = train.len().div_ceil(cfg.batch_size);
+        let batches = cfg.max_batches.map_or(full, |m| m.min(full));
+        if !self.started {
+            if let Some(m) = data.masks {
                 m.apply(model)?;
             }
-            let b = y.dims1()?;
-            loss_sum += value * b as f64;
-            seen += b;
-            correct += correct_counts(&logits, &y)?.0;
             observer(
-                &TrainEvent::Batch {
-                    epoch,
-                    batch,
+                &TrainEvent::Started {
+                    epochs: cfg.epochs,
                     batches,
-                    loss: value,
-                    lr,
                 },
                 model,
             )?;
+            self.started = true;
         }
-        let valid = match valid {
-            Some(v) => Some(evaluate(model, v, cfg.eval_batch_size, device)?),
-            None => None,
-        };
-        let train_loss = loss_sum / seen.max(1) as f64;
-        sched.step(if plateau_on_loss {
-            Some(train_loss)
-        } else {
-            valid.map(|m| m.top1)
-        });
-        if let Some(m) = valid.filter(|m| !m.top1.is_nan()) {
-            // Ties keep the earlier epoch.
-            if best.as_ref().is_none_or(|(b, _)| m.top1 > *b) {
-                let snapshot = if cfg.restore_best {
-                    model.snapshot()?
-                } else {
-                    Vec::new()
-                };
-                best = Some((m.top1, snapshot));
-                report.best_epoch = Some(epoch);
+        let plateau_on_loss = self.plateau_on_loss();
+        let cfg = &self.cfg;
+        for epoch in self.report.epochs.len()..until.min(cfg.epochs) {
+            let start = Instant::now();
+            let lr = self.sched.lr();
+            self.opt.set_lr(lr);
+            let (mut loss_sum, mut seen, mut correct) = (0f64, 0usize, 0usize);
+            let order_seed = data.seed.wrapping_add(epoch as u64);
+            for (batch, item) in train
+                .batches(cfg.batch_size, Some(order_seed), data.device)
+                .take(batches)
+                .enumerate()
+            {
+                let (x, y) = item?;
+                let logits = model.forward_t(&x, true)?;
+                let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                let value = loss.to_scalar::<f32>()? as f64;
+                if !value.is_finite() {
+                    return Err(Error::Diverged(format!(
+                        "{}: loss {value} at epoch {epoch}, batch {batch} (lr {lr:e})",
+                        model.name()
+                    )));
+                }
+                let grads = loss.backward()?;
+                self.opt.step(&grads)?;
+                if let Some(m) = data.masks {
+                    m.apply(model)?;
+                }
+                let b = y.dims1()?;
+                loss_sum += value * b as f64;
+                seen += b;
+                correct += correct_counts(&logits, &y)?.0;
+                observer(
+                    &TrainEvent::Batch {
+                        epoch,
+                        batch,
+                        batches,
+                        loss: value,
+                        lr,
+                    },
+                    model,
+                )?;
             }
+            let valid = match data.valid {
+                Some(v) => Some(evaluate(model, v, cfg.eval_batch_size, data.device)?),
+                None => None,
+            };
+            let train_loss = loss_sum / seen.max(1) as f64;
+            self.sched.step(if plateau_on_loss {
+                Some(train_loss)
+            } else {
+                valid.map(|m| m.top1)
+            });
+            if let Some(m) = valid.filter(|m| !m.top1.is_nan()) {
+                // Ties keep the earlier epoch.
+                if self.best.as_ref().is_none_or(|(b, _)| m.top1 > *b) {
+                    let snapshot = if cfg.restore_best {
+                        model.snapshot()?
+                    } else {
+                        Vec::new()
+                    };
+                    self.best = Some((m.top1, snapshot));
+                    self.report.best_epoch = Some(epoch);
+                }
+            }
+            let summary = EpochSummary {
+                epoch,
+                train_loss,
+                train_acc: 100.0 * correct as f64 / seen.max(1) as f64,
+                valid,
+                lr,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            observer(&TrainEvent::Epoch(summary.clone()), model)?;
+            self.report.epochs.push(summary);
         }
-        let summary = EpochSummary {
-            epoch,
-            train_loss,
-            train_acc: 100.0 * correct as f64 / seen.max(1) as f64,
-            valid,
-            lr,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        observer(&TrainEvent::Epoch(summary.clone()), model)?;
-        report.epochs.push(summary);
+        Ok(())
     }
-    if let (true, Some((_, snapshot))) = (cfg.restore_best, &best) {
-        if report.best_epoch != Some(cfg.epochs - 1) {
-            model.restore(snapshot)?;
+
+    /// Ends the run: with `restore_best`, puts the best epoch's weights back.
+    pub fn finish(self, model: &mut dyn Network) -> Result<FitReport> {
+        let mut report = self.report;
+        if let (true, Some((_, snapshot))) = (self.cfg.restore_best, &self.best) {
+            if report.best_epoch != Some(self.cfg.epochs - 1) {
+                model.restore(snapshot)?;
+            }
+            report.restored = true;
         }
-        report.restored = true;
+        Ok(report)
     }
-    Ok(report)
 }
 
 #[cfg(test)]

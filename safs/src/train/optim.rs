@@ -463,6 +463,15 @@ pub(super) struct Param {
     pub(super) scalar: Option<f64>,
 }
 
+/// One parameter's optimiser state, as saved between epochs ([`super::resume`]).
+#[derive(Clone, Debug)]
+pub(super) struct ParamState {
+    pub(super) step: u64,
+    pub(super) scalar: Option<f64>,
+    pub(super) buf1: Option<Tensor>,
+    pub(super) buf2: Option<Tensor>,
+}
+
 /// A stateful optimiser built by [`OptimizerConfig::build`].
 #[derive(Debug)]
 pub struct Optimizer {
@@ -492,6 +501,47 @@ impl Optimizer {
     /// All optimised vars, decayed group first.
     pub fn vars(&self) -> impl Iterator<Item = &Var> {
         self.params.iter().map(|p| &p.var)
+    }
+
+    /// Every parameter's state in order: step count, scalar, and its buffers (for
+    /// [`super::resume`]).
+    pub(super) fn export_state(&self) -> Vec<ParamState> {
+        self.params
+            .iter()
+            .map(|p| ParamState {
+                step: p.step,
+                scalar: p.scalar,
+                buf1: p.buf1.clone(),
+                buf2: p.buf2.clone(),
+            })
+            .collect()
+    }
+
+    /// Puts back what [`Optimizer::export_state`] gave, checking count and shapes.
+    pub(super) fn import_state(&mut self, state: Vec<ParamState>) -> Result<()> {
+        if state.len() != self.params.len() {
+            return Err(Error::Config(format!(
+                "saved optimiser state has {} parameters, the model {}",
+                state.len(),
+                self.params.len()
+            )));
+        }
+        for (i, (p, st)) in self.params.iter_mut().zip(state).enumerate() {
+            for b in [&st.buf1, &st.buf2].into_iter().flatten() {
+                if b.shape() != p.var.shape() {
+                    return Err(Error::Config(format!(
+                        "saved optimiser buffer {i} has shape {:?}, the parameter {:?}",
+                        b.dims(),
+                        p.var.dims()
+                    )));
+                }
+            }
+            p.step = st.step;
+            p.scalar = st.scalar;
+            p.buf1 = st.buf1;
+            p.buf2 = st.buf2;
+        }
+        Ok(())
     }
 
     /// Forgets momentum / moment estimates and step counts (e.g. before fine-tuning).

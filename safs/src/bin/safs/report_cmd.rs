@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use safs::experiment::ResultRow;
-use safs::report::{combine, format_table, summarize_seeds, table1_frame, write_csv};
+use safs::report::{
+    combine, compare_runs, comparison_markdown, format_table, read_evals_jsonl, search_cost,
+    summarize_seeds, table1_frame, write_csv, ComparedRun,
+};
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
@@ -19,21 +22,45 @@ pub struct ReportArgs {
     /// by the file's extension; several groups get `-1`, `-2`, ... before it).
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Compare with these run folders seed by seed (e.g. full fidelity against successive
+    /// halving): each arm, the search epochs and minutes, and the paired difference
+    /// (these minus the first set) with its 95% interval.
+    #[arg(long, num_args = 1..)]
+    against: Vec<PathBuf>,
+}
+
+fn read_row(dir: &std::path::Path) -> anyhow::Result<ResultRow> {
+    let path = dir.join("table1.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} has no finished result (run `safs run` to completion first)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+}
+
+fn compared(dirs: &[PathBuf]) -> anyhow::Result<Vec<ComparedRun>> {
+    dirs.iter()
+        .map(|d| {
+            let log = read_evals_jsonl(&d.join("evals.jsonl"))?;
+            Ok(ComparedRun {
+                row: read_row(d)?,
+                cost: search_cost(&log),
+            })
+        })
+        .collect()
 }
 
 pub fn run(a: ReportArgs) -> anyhow::Result<()> {
+    if !a.against.is_empty() {
+        let values = compare_runs(&compared(&a.runs)?, &compared(&a.against)?)?;
+        println!("{}", comparison_markdown(&values, "first", "against"));
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for dir in &a.runs {
-        let path = dir.join("table1.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "{} has no finished result (run `safs run` to completion first)",
-                path.display()
-            )
-        })?;
-        let row: ResultRow =
-            serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-        rows.push(row);
+        rows.push(read_row(dir)?);
     }
     println!("{}", format_table(&table1_frame(&rows)?));
     let groups = summarize_seeds(&rows)?;

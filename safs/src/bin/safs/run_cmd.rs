@@ -31,6 +31,16 @@ pub struct RunArgs {
     /// that holds one run folder per seed. Run again to resume.
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Evaluate candidates and trials at this fidelity (overrides the file's): full,
+    /// hyperband or successive_halving (min_epochs 1, eta 3; a `[fidelity]` table sets them).
+    #[arg(long)]
+    fidelity: Option<String>,
+    /// Fine-tunes of a batch (a bracket's rung) trained at once; never changes a result.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Threads of each worker when --workers > 1 (results may depend on it).
+    #[arg(long, default_value_t = 1)]
+    threads_per_worker: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -70,6 +80,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = a.seed {
         cfg.seed = s;
         cfg.seeds = None;
+    }
+    if let Some(name) = &a.fidelity {
+        cfg.fidelity = safs::fidelity::Fidelity::from_name(name)?;
+        cfg.validate()?;
     }
     if let Some(text) = &a.seeds {
         cfg.seeds = Some(parse_seeds(text)?);
@@ -111,6 +125,10 @@ fn run_one(a: &RunArgs, cfg: ExperimentConfig, out: &std::path::Path) -> anyhow:
     let started = std::time::Instant::now();
     let mut exp = Experiment::new(cfg.clone(), &out, &root, device)
         .with_context(|| format!("starting {} in {}", a.config.display(), out.display()))?;
+    exp.set_workers(safs::experiment::Workers {
+        count: a.workers,
+        threads: a.threads_per_worker,
+    })?;
     eprintln!("run folder: {} (budget {})", out.display(), cfg.budget);
 
     let mut bars: Option<(Stage, usize, Bars)> = None;
@@ -142,6 +160,11 @@ fn run_one(a: &RunArgs, cfg: ExperimentConfig, out: &std::path::Path) -> anyhow:
                     .map(|t| format!(" test {t:.2}%"))
                     .unwrap_or_default();
                 let status = match &r.status {
+                    safs::experiment::EvalStatus::Ok if r.is_partial() => format!(
+                        " [rung: {} of {} epochs]",
+                        r.epochs.len(),
+                        r.planned_epochs().unwrap_or(0)
+                    ),
                     safs::experiment::EvalStatus::Ok => String::new(),
                     safs::experiment::EvalStatus::Failed(why) => format!(" FAILED: {why}"),
                 };
