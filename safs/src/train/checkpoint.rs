@@ -61,20 +61,26 @@ pub fn save_checkpoint(
             tensors.insert(format!("mask.{name}"), mask.clone());
         }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let tmp = with_extension(path, "safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        msg: format!("writing failed: {e}"),
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    save_tensors(path, &tensors)?;
     let json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })?;
     atomic_write(&meta_path(path), &json)
+}
+
+/// Writes `tensors` to the safetensors file `path` through a temporary file and a rename
+/// (creating its folder), so a kill never leaves half a file.
+pub(crate) fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = with_extension(path, "safetensors.tmp");
+    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: format!("writing failed: {e}"),
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Reads only the metadata of the checkpoint at `path`.

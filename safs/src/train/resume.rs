@@ -18,7 +18,6 @@ use super::optim::ParamState;
 use super::{FitReport, TrainConfig};
 use crate::model::Network;
 use crate::prune::Masks;
-use crate::util::with_extension;
 use crate::{Error, Result};
 
 /// The JSON part of a saved run.
@@ -65,15 +64,7 @@ pub fn save_trainer(
     })?;
     let n = json.len();
     tensors.insert("fit_state".into(), Tensor::from_vec(json, n, &Device::Cpu)?);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let tmp = with_extension(path, "safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        msg: format!("writing failed: {e}"),
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    super::checkpoint::save_tensors(path, &tensors)
 }
 
 /// Loads a run saved by [`save_trainer`] into `model` (which must have the plan and
