@@ -806,6 +806,8 @@ impl Experiment {
                 remove_file_if_present(&e.path())?;
             }
         }
+        // Only an empty folder goes; another stage's rungs keep it.
+        let _ = std::fs::remove_dir(&dir);
         Ok(())
     }
 
