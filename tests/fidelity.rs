@@ -130,6 +130,15 @@ fn brackets_promote_by_continuing_and_workers_or_a_kill_change_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("killed by the test"), "{err}");
     let saved = first.run_dir().rung_path(stage1, promoted.step);
+    for r in &s1[1..4] {
+        if r.step != promoted.step {
+            let stopped = first.run_dir().rung_path(stage1, r.step);
+            assert!(
+                !stopped.exists(),
+                "a stopped candidate's rung is removed: {stopped:?}"
+            );
+        }
+    }
     let listing: Vec<_> = std::fs::read_dir(first.run_dir().rungs_dir())
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

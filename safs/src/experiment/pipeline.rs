@@ -50,6 +50,8 @@ pub struct Experiment {
     data: Splits,
     cache: BTreeMap<(Stage, usize), EvalRecord>,
     workers: Workers,
+    /// The steps of the last rung scored, whose stopped candidates' saved rungs go next.
+    last_rung: Option<(Stage, Vec<usize>)>,
 }
 
 /// How many fine-tunes of a batch train at once, and with how many threads each.
@@ -118,6 +120,7 @@ impl Experiment {
             data,
             cache,
             workers: Workers::default(),
+            last_rung: None,
         })
     }
 
@@ -492,6 +495,17 @@ impl Experiment {
         epochs: usize,
         observer: &mut ExperimentObserver<'_>,
     ) -> Result<Vec<f64>> {
+        // A candidate of the previous rung missing from this one was stopped for good.
+        if let Some((stage, previous)) = self.last_rung.take() {
+            for step in previous {
+                if !jobs.iter().any(|j| j.stage == stage && j.step == step) {
+                    remove_file_if_present(&self.dir.rung_path(stage, step))?;
+                }
+            }
+        }
+        self.last_rung = jobs
+            .first()
+            .map(|j| (j.stage, jobs.iter().map(|j| j.step).collect()));
         let choice = self.cfg.protocol.score;
         Ok(self
             .eval_batch(jobs, epochs, observer)?
