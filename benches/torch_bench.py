@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 MODELS = {
     # name: (batch, channels, side, classes)
-    "lenet5": (128, 1, 28, 10),
+    "lenet5": (256, 1, 28, 10),
     "vgg16": (64, 3, 32, 10),
     "resnet18": (64, 3, 32, 10),
     "efficientnet_b0": (64, 3, 16, 1000),

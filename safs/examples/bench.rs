@@ -3,7 +3,8 @@
 //! `bench --list` names the rows; `bench ROW [--reps N]` times one row and prints one JSON
 //! line: median milliseconds per repetition, items (images) per second, the process's peak
 //! resident memory, and the parameter count where a model is involved. Rows:
-//! - `train/<model>`: forward in train mode, cross-entropy, backward, SGD-momentum update;
+//! - `train/<model>`: forward in train mode, cross-entropy, backward, SGD-momentum update
+//!   (`train/<model>@<plan>`: with that activation plan; not in `--list`, no PyTorch twin);
 //! - `op/<op>/fwd` and `op/<op>/fwdbwd`: one op alone, forward, or forward plus the backward
 //!   of the sum of its output;
 //! - `infer/<model>/dense` and `infer/<model>/sparse99`: eval-mode forward of the model
@@ -23,7 +24,7 @@ use safs::train::OptimizerConfig;
 
 const MODELS: [(&str, ModelKind, usize, usize, usize, usize); 4] = [
     // name, kind, batch, channels, side, classes
-    ("lenet5", ModelKind::Lenet5, 128, 1, 28, 10),
+    ("lenet5", ModelKind::Lenet5, 256, 1, 28, 10),
     ("vgg16", ModelKind::Vgg16, 64, 3, 32, 10),
     ("resnet18", ModelKind::Resnet18, 64, 3, 32, 10),
     (
@@ -115,9 +116,22 @@ fn batch(
     Ok((x, Tensor::from_vec(y, b, dev)?))
 }
 
+/// `name` is a model, or `model@plan` (e.g. `lenet5@swish,gelu,srs,symexp`) for a plan
+/// other than the model's default, its slots as a Stage 1 candidate's (operator parameters
+/// learnt, scales constant).
 fn train_row(name: &str, reps: usize, dev: &Device) -> Result<(Vec<f64>, usize, usize)> {
+    let (name, plan) = match name.split_once('@') {
+        Some((m, p)) => (m, Some(p.parse::<safs::activation::ActivationPlan>()?)),
+        None => (name, None),
+    };
     let (kind, b, c, side, classes) = model_spec(name)?;
-    let model = kind.build(classes, 0, dev)?;
+    let mut model = kind.build(classes, 0, dev)?;
+    if let Some(plan) = plan {
+        model.set_plan(&plan)?;
+        for slot in model.activations_mut() {
+            slot.set_params_mode(safs::activation::OpParams::LearntFromOne);
+        }
+    }
     let (x, y) = batch(b, c, side, classes, dev)?;
     let vars: Vec<Var> = model.parameters().into_iter().map(|p| p.var).collect();
     let mut opt = OptimizerConfig::sgd(0.01).build(vars)?;

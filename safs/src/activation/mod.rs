@@ -9,6 +9,7 @@
 
 pub mod op;
 pub mod params;
+pub(crate) mod pointwise;
 pub mod slot;
 
 pub use op::{Op, ALL, SEARCH_SPACE};

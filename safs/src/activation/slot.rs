@@ -176,8 +176,33 @@ fn scalar(v: &Var) -> crate::Result<f64> {
     Ok(values[0])
 }
 
-impl candle_nn::Module for Activation {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Activation {
+    /// The slot as one fused CPU kernel ([`crate::kernels::scaled_activation`]).
+    fn forward_fused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let tracked = |v: &Var, on: bool| {
+            if on {
+                v.as_tensor().clone()
+            } else {
+                v.as_detached_tensor()
+            }
+        };
+        let mut p = vec![
+            tracked(&self.alpha, self.trainable),
+            tracked(&self.beta, self.trainable),
+        ];
+        if self.op.num_params() > 0 {
+            p.push(tracked(&self.params, self.params_trainable()));
+        }
+        let p = Tensor::cat(&p, 0)?.to_dtype(x.dtype())?;
+        let grads = self.trainable || self.params_trainable();
+        crate::kernels::scaled_activation(x, self.op, &p, grads).map_err(|e| match e {
+            crate::Error::Candle(e) => e,
+            other => candle_core::Error::Msg(other.to_string()),
+        })
+    }
+
+    /// The slot as Candle tensor ops (any device; the reference of the fused kernel).
+    pub(crate) fn forward_stock(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.trainable {
             let y = self
                 .apply_op(&x.broadcast_mul(self.alpha.as_tensor())?)?
@@ -219,6 +244,15 @@ impl candle_nn::Module for Activation {
         } else {
             y.reshape(x.shape())
         }
+    }
+}
+
+impl candle_nn::Module for Activation {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if crate::kernels::use_custom(x) && x.rank() > 0 {
+            return self.forward_fused(x);
+        }
+        self.forward_stock(x)
     }
 }
 
@@ -348,9 +382,14 @@ mod tests {
     fn activation_unit_scales_are_the_plain_op() {
         let slot = Activation::new(Op::Hardswish, &Device::Cpu, DType::F64).unwrap();
         let x = Tensor::new(&[-4.0, -1.0, 0.5, 2.0, 5.0], &Device::Cpu).unwrap();
-        let a: Vec<f64> = slot.forward(&x).unwrap().to_vec1().unwrap();
+        let a: Vec<f64> = slot.forward_stock(&x).unwrap().to_vec1().unwrap();
         let b: Vec<f64> = Op::Hardswish.apply(&x).unwrap().to_vec1().unwrap();
         assert_eq!(a, b);
+        // The fused kernel rounds in its own order.
+        let f: Vec<f64> = slot.forward(&x).unwrap().to_vec1().unwrap();
+        for (f, b) in f.iter().zip(&b) {
+            assert!((f - b).abs() <= 1e-15 * b.abs().max(1.0), "{f} vs {b}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::data::{Augment, ImageSet, Normalize, Splits};
 use crate::hpo::{run_hpo_at, Config};
 use crate::model::Network;
 use crate::report::{append_eval, evals_frame, table1_frame, write_csv, write_parquet};
-use crate::search::{run_search_at, SearchSpace, SearchStep};
+use crate::search::{run_search_at, zero_cost_score, SearchSpace, SearchStep, ZeroCost};
 use crate::train::{
     evaluate, fit, load_checkpoint, load_trainer, save_checkpoint, save_trainer, CheckpointMeta,
     FitData, FitReport, TrainConfig, TrainEvent, Trainer,
@@ -676,6 +676,56 @@ impl Experiment {
         })
     }
 
+    /// The pruned network with `plan` installed as a fine-tune starts: scales 1, the
+    /// operators' parameters at their starting values, scales learnable when `scales` is
+    /// (and the protocol lets a parametric operator have them); and the pruning masks.
+    fn candidate(
+        &self,
+        plan: &ActivationPlan,
+        scales: bool,
+    ) -> Result<(Box<dyn Network>, Option<crate::prune::Masks>)> {
+        let protocol = &self.cfg.protocol;
+        let mut model = self.fresh_model()?;
+        let (_, masks) = load_checkpoint(&self.dir.pruned_path(), model.as_mut(), &self.device)?;
+        model.set_plan(plan)?;
+        for slot in model.activations_mut() {
+            slot.set_scales(1.0, 1.0)?;
+            slot.set_params_mode(protocol.op_params);
+            let parametric = slot.op().num_params() > 0;
+            slot.set_trainable(scales && (protocol.scales_on_parametric_ops || !parametric));
+        }
+        Ok((model, masks))
+    }
+
+    /// Zero-cost scores of `plan` as a Stage 1 candidate starts (the pruned network of this
+    /// run folder, which must exist), one per proxy, from the first `batches` training
+    /// minibatches of the dense recipe's size in the order of the run's seed (the same
+    /// batches for every plan).
+    pub fn zero_cost_scores(
+        &self,
+        plan: &ActivationPlan,
+        proxies: &[ZeroCost],
+        batches: usize,
+    ) -> Result<Vec<f64>> {
+        if !self.dir.pruned_path().exists() {
+            return Err(Error::Config(format!(
+                "{}: no pruned network yet (run the experiment past pruning first)",
+                self.dir.pruned_path().display()
+            )));
+        }
+        let (model, masks) = self.candidate(plan, false)?;
+        let data = self
+            .data
+            .train
+            .batches(self.cfg.dense.batch_size, Some(self.cfg.seed), &self.device)
+            .take(batches)
+            .collect::<Result<Vec<_>>>()?;
+        proxies
+            .iter()
+            .map(|&p| zero_cost_score(p, model.as_ref(), masks.as_ref(), &data))
+            .collect()
+    }
+
     /// Fine-tunes the pruned network for one job to `epochs` epochs (continuing its saved
     /// rung when there is one), scores it, and for finals tests it and saves its checkpoint.
     /// Short of the job's full epochs, the training is saved for a later rung.
@@ -696,21 +746,7 @@ impl Experiment {
         } else {
             0
         });
-        let build = || -> Result<(Box<dyn Network>, Option<crate::prune::Masks>)> {
-            let mut model = self.fresh_model()?;
-            let (_, masks) =
-                load_checkpoint(&self.dir.pruned_path(), model.as_mut(), &self.device)?;
-            model.set_plan(&job.plan)?;
-            for slot in model.activations_mut() {
-                slot.set_scales(1.0, 1.0)?;
-                slot.set_params_mode(protocol.op_params);
-                let parametric = slot.op().num_params() > 0;
-                slot.set_trainable(
-                    job.scales && (protocol.scales_on_parametric_ops || !parametric),
-                );
-            }
-            Ok((model, masks))
-        };
+        let build = || self.candidate(&job.plan, job.scales);
         let (mut model, masks) = build()?;
         let rung = self.dir.rung_path(stage, step);
         let mut earlier = 0.0;

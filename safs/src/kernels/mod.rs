@@ -30,6 +30,7 @@ mod conv;
 mod depthwise;
 mod gemm;
 mod pool;
+mod scaled_activation;
 pub mod sparse;
 mod storage;
 
@@ -41,6 +42,7 @@ pub use bias::add_channel_bias;
 pub use conv::{conv2d, conv2d_bias};
 pub use depthwise::depthwise_conv2d;
 pub use pool::max_pool2d;
+pub use scaled_activation::scaled_activation;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

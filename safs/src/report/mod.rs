@@ -21,7 +21,7 @@ pub use compare::{
 pub use evals::evals_frame;
 pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
 pub use seeds::{summarize_seeds, PairedDiff, SeedSummary, PAIRS};
-pub use stats::{t_cdf, t_quantile, Summary};
+pub use stats::{spearman, t_cdf, t_quantile, Summary};
 pub use table::{format_table, paper_table1, table1_frame, ARMS};
 
 /// Re-exported so callers can name the frame type without depending on Polars.

@@ -154,6 +154,45 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
     0.5 * (lo + hi)
 }
 
+/// Spearman's rank correlation of paired values (ties get their average rank, as
+/// `scipy.stats.spearmanr`); `None` below two pairs, on unequal lengths, on a NaN, or when
+/// either side is constant.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 2 || a.iter().chain(b).any(|v| v.is_nan()) {
+        return None;
+    }
+    pearson(&ranks(a), &ranks(b))
+}
+
+/// Ranks 1..n, tied values sharing the mean of their positions.
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+    let mut r = vec![0.0; v.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && v[order[end]] == v[order[start]] {
+            end += 1;
+        }
+        let mean_rank = (start + end + 1) as f64 / 2.0;
+        for &i in &order[start..end] {
+            r[i] = mean_rank;
+        }
+        start = end;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +235,20 @@ mod tests {
             (None, None, "41.5".to_string())
         );
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn spearman_by_hand_with_ties() {
+        // Ranks a = [1, 2.5, 2.5, 4], b = [2, 1, 4, 3]; Pearson of the ranks:
+        // deviations [-1.5, 0, 0, 1.5] and [-0.5, -1.5, 1.5, 0.5]: cov 0.75 + 0.75 = 1.5,
+        // var 4.5 and 5, rho = 1.5 / sqrt(22.5) = 0.316228 (scipy.stats.spearmanr agrees).
+        let rho = spearman(&[1.0, 5.0, 5.0, 9.0], &[20.0, 10.0, 40.0, 30.0]).unwrap();
+        assert!((rho - 1.5 / 22.5f64.sqrt()).abs() < 1e-12, "{rho}");
+        let up = spearman(&[1.0, 2.0, 3.0], &[10.0, 100.0, 1000.0]).unwrap();
+        let down = spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap();
+        assert_eq!((up, down), (1.0, -1.0));
+        assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), None);
+        assert_eq!(spearman(&[1.0], &[1.0]), None);
+        assert_eq!(spearman(&[1.0, f64::NAN], &[1.0, 2.0]), None);
     }
 }

@@ -26,8 +26,10 @@ mod genetic;
 mod lahc;
 mod random;
 mod space;
+mod zero_cost;
 
 pub use space::{SearchMode, SearchSpace};
+pub use zero_cost::{zero_cost_score, ZeroCost};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
