@@ -301,12 +301,23 @@ mod tests {
     /// tensor code's, for every operator, in f64, with trained scales and parameters.
     #[test]
     fn every_operator_matches_the_stock_tensor_code() -> Result<()> {
+        // f64: to rounding (GELU's stock backward rounds 1/sqrt(2 pi) to 0.398942); f32:
+        // the precision training runs in.
+        for (dtype, tol) in [(DType::F64, 1e-6), (DType::F32, 2e-5)] {
+            compare_with_stock(dtype, tol)?;
+        }
+        Ok(())
+    }
+
+    fn compare_with_stock(dtype: DType, tol: f64) -> Result<()> {
         let dev = Device::Cpu;
-        let x0 = random(&[2, 3, 5, 7], 90)?.affine(4.0, 0.0)?;
-        let r = random(&[2, 3, 5, 7], 91)?;
+        let x0 = random(&[2, 3, 5, 7], 90)?
+            .affine(4.0, 0.0)?
+            .to_dtype(dtype)?;
+        let r = random(&[2, 3, 5, 7], 91)?.to_dtype(dtype)?;
         for op in Op::ALL {
             let run = |fused: bool| -> Result<Vec<Tensor>> {
-                let mut slot = Activation::new(op, &dev, DType::F64)?;
+                let mut slot = Activation::new(op, &dev, dtype)?;
                 slot.set_params_mode(OpParams::LearntFromOne);
                 slot.set_trainable(true);
                 slot.set_scales(0.8, 1.3)?;
@@ -327,12 +338,17 @@ mod tests {
             let (stock, fused) = (run(false)?, run(true)?);
             assert_eq!(stock.len(), fused.len(), "{op}");
             for (k, (a, b)) in stock.iter().zip(&fused).enumerate() {
-                let scale = a.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?.max(1.0);
+                let a64 = a.to_dtype(DType::F64)?;
+                let scale = a64
+                    .abs()?
+                    .flatten_all()?
+                    .max(0)?
+                    .to_scalar::<f64>()?
+                    .max(1.0);
                 let d = max_diff(a, b)?;
-                // GELU's stock backward rounds 1/sqrt(2 pi) to 0.398942.
                 assert!(
-                    d <= 1e-6 * scale,
-                    "{op}: output {k} differs by {d} (scale {scale})"
+                    d <= tol * scale,
+                    "{op} {dtype:?}: output {k} differs by {d} (scale {scale})"
                 );
             }
         }
