@@ -270,7 +270,7 @@ impl FromStr for Op {
 // ---------------------------------------------------------------- tensor helpers
 
 /// A kernel's error as Candle's, for `Op::apply`'s Candle-style signature.
-fn candle_error(e: Error) -> candle_core::Error {
+pub(crate) fn candle_error(e: Error) -> candle_core::Error {
     match e {
         Error::Candle(e) => e,
         other => candle_core::Error::Msg(other.to_string()),

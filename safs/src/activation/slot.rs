@@ -195,10 +195,7 @@ impl Activation {
         }
         let p = Tensor::cat(&p, 0)?.to_dtype(x.dtype())?;
         let grads = self.trainable || self.params_trainable();
-        crate::kernels::scaled_activation(x, self.op, &p, grads).map_err(|e| match e {
-            crate::Error::Candle(e) => e,
-            other => candle_core::Error::Msg(other.to_string()),
-        })
+        crate::kernels::scaled_activation(x, self.op, &p, grads).map_err(super::op::candle_error)
     }
 
     /// The slot as Candle tensor ops (any device; the reference of the fused kernel).

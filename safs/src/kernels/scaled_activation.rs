@@ -282,8 +282,8 @@ where
 }
 
 /// `beta * op(alpha * x; theta)` with `p = [alpha, beta, theta...]` (shape `[2 + k]`, `k` the
-/// operator's parameters); `param_grads` says whether `p` needs a gradient. Falls back to
-/// an error on a device or dtype the kernels do not serve (callers check `use_custom`).
+/// operator's parameters); `param_grads` says whether `p` needs a gradient. CPU, f32 or
+/// f64 only (callers check `use_custom`; elsewhere the kernel returns an error).
 pub fn scaled_activation(x: &Tensor, op: Op, p: &Tensor, param_grads: bool) -> Result<Tensor> {
     Ok(x.contiguous()?
         .apply_op2(&p.contiguous()?, Forward { op, param_grads })?)

@@ -97,15 +97,17 @@ pub fn zero_cost_score(
     }
     let score = match proxy {
         ZeroCost::GradNorm => {
-            let grads = masked_grads(model, masks, &batches[0])?;
+            let live = live_weights(model, masks)?;
+            let grads = masked_grads(model, &live, &batches[0])?;
             grads.iter().map(|g| norm2(g)).sum()
         }
         ZeroCost::Zico => {
+            let live = live_weights(model, masks)?;
             let per_batch = batches
                 .iter()
-                .map(|b| masked_grads(model, masks, b))
+                .map(|b| masked_grads(model, &live, b))
                 .collect::<Result<Vec<_>>>()?;
-            zico(&per_batch, &live_weights(model, masks)?)
+            zico(&per_batch, &live)
         }
         ZeroCost::Synflow => synflow(model, masks, batches)?,
     };
@@ -118,21 +120,20 @@ pub fn zero_cost_score(
     Ok(score)
 }
 
-/// The gradient of the cross-entropy on one batch for every prunable weight, pruned
-/// entries zeroed, flattened to `f64`.
+/// The gradient of the cross-entropy on one batch for every prunable weight, entries not
+/// `live` zeroed, flattened to `f64`.
 fn masked_grads(
     model: &dyn Network,
-    masks: Option<&Masks>,
+    live: &[Vec<bool>],
     (x, y): &(Tensor, Tensor),
 ) -> Result<Vec<Vec<f64>>> {
     let logits = model.forward_t(x, true)?;
     let loss = candle_nn::loss::cross_entropy(&logits, y)?;
     let grads = loss.backward()?;
-    let live = live_weights(model, masks)?;
     model
         .prunable()
         .iter()
-        .zip(&live)
+        .zip(live)
         .map(|(p, keep)| {
             let g = match grads.get(p.var.as_tensor()) {
                 Some(g) => flat(g)?,
