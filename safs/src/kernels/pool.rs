@@ -45,6 +45,38 @@ impl PoolGeom {
     }
 }
 
+/// Which of a 2x2 window's values `[top-left, top-right, bottom-left, bottom-right]` is its
+/// first maximum (NaN wins), the rule of [`PoolGeom::argmax`] unrolled for k = 2.
+#[inline(always)]
+fn argmax4<T: WithDType>(v: [T; 4]) -> usize {
+    #[allow(clippy::eq_op)]
+    let nan = (v[0] != v[0]) | (v[1] != v[1]) | (v[2] != v[2]) | (v[3] != v[3]);
+    if nan {
+        #[allow(clippy::eq_op)]
+        return v.iter().position(|x| x != x).unwrap_or(0);
+    }
+    // Selects rather than branches: on real data the comparisons are unpredictable.
+    let (mut best, mut m) = (0, v[0]);
+    for (i, &x) in v.iter().enumerate().skip(1) {
+        let gt = x > m;
+        best = if gt { i } else { best };
+        m = if gt { x } else { m };
+    }
+    best
+}
+
+/// Calls `f(oy, ox, window_values)` for each 2x2 window of an `h x w` plane,
+/// row pair by row pair (no per-element index arithmetic or bounds checks).
+#[inline(always)]
+fn windows2<T: WithDType>(plane: &[T], w: usize, mut f: impl FnMut(usize, usize, [T; 4])) {
+    for (oy, rows) in plane.chunks_exact(2 * w).enumerate() {
+        let (r0, r1) = rows.split_at(w);
+        for (ox, (a, b)) in r0.chunks_exact(2).zip(r1.chunks_exact(2)).enumerate() {
+            f(oy, ox, [a[0], a[1], b[0], b[1]]);
+        }
+    }
+}
+
 struct MaxPoolForward(PoolGeom);
 struct MaxPoolGrad(PoolGeom);
 
@@ -61,6 +93,10 @@ impl CustomOp1 for MaxPoolForward {
             let mut y = vec![T::from_f64(0.0); g.n * g.c * ho * wo];
             y.par_chunks_mut(ho * wo).enumerate().for_each(|(p, yp)| {
                 let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+                if g.k == 2 {
+                    windows2(plane, g.w, |oy, ox, v| yp[oy * wo + ox] = v[argmax4(v)]);
+                    return;
+                }
                 for oy in 0..ho {
                     for ox in 0..wo {
                         yp[oy * wo + ox] = plane[g.argmax(plane, oy, ox)];
@@ -89,6 +125,14 @@ fn pool_grad<T: WithDType>(g: &PoolGeom, x: &[T], dy: &[T]) -> Vec<T> {
     let mut dx = vec![T::from_f64(0.0); g.n * g.c * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
         let plane = &x[p * hw..(p + 1) * hw];
+        if g.k == 2 {
+            let dyp = &dy[p * ho * wo..(p + 1) * ho * wo];
+            windows2(plane, g.w, |oy, ox, v| {
+                let at = argmax4(v);
+                dxp[(2 * oy + at / 2) * g.w + 2 * ox + at % 2] = dyp[oy * wo + ox];
+            });
+            return;
+        }
         for oy in 0..ho {
             for ox in 0..wo {
                 dxp[g.argmax(plane, oy, ox)] += dy[(p * ho + oy) * wo + ox];
@@ -167,6 +211,23 @@ mod tests {
         assert_eq!(gx, [0., 0., 0., 1., 1., 0., 0., 0.]);
         assert_eq!(y.dtype(), DType::F32);
         Ok(())
+    }
+
+    #[test]
+    fn unrolled_2x2_rule_equals_the_general_one() {
+        // Every 2x2 window over {0, 1, NaN}: ties and NaN in every position.
+        let vals = [0.0f32, 1.0, f32::NAN];
+        let g = PoolGeom {
+            n: 1,
+            c: 1,
+            h: 2,
+            w: 2,
+            k: 2,
+        };
+        for code in 0..81 {
+            let v: [f32; 4] = std::array::from_fn(|i| vals[code / 3usize.pow(i as u32) % 3]);
+            assert_eq!(argmax4(v), g.argmax(&v, 0, 0), "{v:?}");
+        }
     }
 
     #[test]
