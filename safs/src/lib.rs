@@ -3,7 +3,8 @@
 //!
 //! The modules follow the data flow of an experiment: [`data`] -> [`model`] (with
 //! [`activation`] slots) -> [`train`] dense -> [`prune`] -> fine-tune, with [`search`]
-//! (Stage 1) and [`hpo`] (Stage 2) scoring candidates at the [`fidelity`] they ask for.
+//! (Stage 1) and [`hpo`] (Stage 2) scoring candidates at the [`fidelity`] they ask for;
+//! [`sweep`] expands one file into many such experiments.
 
 pub mod activation;
 pub mod data;
@@ -18,6 +19,7 @@ pub mod plot;
 pub mod prune;
 pub mod report;
 pub mod search;
+pub mod sweep;
 pub mod train;
 pub mod util;
 

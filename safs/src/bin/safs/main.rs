@@ -7,6 +7,7 @@ mod progress;
 mod prune_cmd;
 mod report_cmd;
 mod run_cmd;
+mod sweep_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -50,6 +51,11 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Combine finished run folders into one table.
     Report(report_cmd::ReportArgs),
+    /// Many experiments from one sweep file: axes over experiment fields.
+    Sweep {
+        #[command(subcommand)]
+        command: sweep_cmd::SweepCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval_cmd::run(a),
         Command::Run(a) => run_cmd::run(a),
         Command::Report(a) => report_cmd::run(a),
+        Command::Sweep { command } => sweep_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
