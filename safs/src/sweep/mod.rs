@@ -20,7 +20,9 @@
 //! ```
 
 mod expand;
+mod local;
 mod spec;
 
 pub use expand::{expand, SweepTask};
+pub use local::{run_local, LocalOptions, SweepEvent, SweepFolder, TaskState, MANIFEST};
 pub use spec::{Axis, Resources, SweepSpec};

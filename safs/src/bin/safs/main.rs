@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval_cmd::run(a),
         Command::Run(a) => run_cmd::run(a),
         Command::Report(a) => report_cmd::run(a),
-        Command::Sweep { command } => sweep_cmd::run(command),
+        Command::Sweep { command } => sweep_cmd::run_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

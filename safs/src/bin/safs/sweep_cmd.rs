@@ -1,55 +1,156 @@
-//! `safs sweep`: many experiments from one sweep file.
+//! `safs sweep`: many experiments from one sweep file, planned, run here, or inspected.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use safs::sweep::{expand, SweepSpec};
+use safs::data::default_data_dir;
+use safs::sweep::{expand, run_local, LocalOptions, SweepEvent, SweepFolder, SweepSpec, SweepTask};
+
+use crate::Common;
 
 #[derive(clap::Subcommand)]
 pub enum SweepCommand {
     /// Print the expanded runs of a sweep file and their run folders, running nothing.
-    Plan {
-        /// The sweep file (TOML).
-        spec: PathBuf,
-        /// The sweep folder (default: sweeps/<name>).
-        #[arg(short, long)]
-        out: Option<PathBuf>,
+    Plan(SweepArgs),
+    /// Run the sweep on this machine, N runs at a time; run again to resume.
+    Run {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Runs at once (each with the sweep file's `resources.cpus` threads).
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        #[command(flatten)]
+        common: Common,
     },
+    /// Where each run of a sweep stands: pending, started or done.
+    Status(SweepArgs),
 }
 
-pub fn run(command: SweepCommand) -> anyhow::Result<()> {
-    match command {
-        SweepCommand::Plan { spec, out } => {
-            let file = spec;
-            let spec = SweepSpec::from_file(&file)?;
-            let tasks = expand(&spec).with_context(|| format!("sweep file {}", file.display()))?;
-            let root = out.unwrap_or_else(|| PathBuf::from("sweeps").join(&spec.name));
-            let r = &spec.resources;
-            println!(
-                "sweep {}: {} runs in {} (per run: {} cpus, mem {}, {} gpus, time {})",
-                spec.name,
-                tasks.len(),
-                root.display(),
-                r.cpus,
-                r.mem.as_deref().unwrap_or("-"),
-                r.gpus,
-                r.time.as_deref().unwrap_or("-"),
-            );
-            for t in &tasks {
-                let set: Vec<String> = t
-                    .overrides
-                    .iter()
-                    .map(|(f, v)| format!("{f}={v}"))
-                    .collect();
-                println!(
-                    "{:>4}  {}  {}  {}",
-                    t.index,
-                    root.join(&t.folder).display(),
-                    t.experiment.display(),
-                    set.join(" ")
-                );
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    /// The sweep file (TOML).
+    spec: PathBuf,
+    /// The sweep folder (default: sweeps/<name>).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+impl SweepArgs {
+    fn load(&self) -> anyhow::Result<(SweepSpec, Vec<SweepTask>, PathBuf)> {
+        let spec = SweepSpec::from_file(&self.spec)?;
+        let tasks = expand(&spec).with_context(|| format!("sweep file {}", self.spec.display()))?;
+        let root = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("sweeps").join(&spec.name));
+        Ok((spec, tasks, root))
+    }
+}
+
+fn overrides(t: &SweepTask) -> String {
+    let set: Vec<String> = t
+        .overrides
+        .iter()
+        .map(|(f, v)| format!("{f}={v}"))
+        .collect();
+    set.join(" ")
+}
+
+fn plan(args: &SweepArgs) -> anyhow::Result<()> {
+    let (spec, tasks, root) = args.load()?;
+    let r = &spec.resources;
+    println!(
+        "sweep {}: {} runs in {} (per run: {} cpus, mem {}, {} gpus, time {})",
+        spec.name,
+        tasks.len(),
+        root.display(),
+        r.cpus,
+        r.mem.as_deref().unwrap_or("-"),
+        r.gpus,
+        r.time.as_deref().unwrap_or("-"),
+    );
+    for t in &tasks {
+        println!(
+            "{:>4}  {}  {}  {}",
+            t.index,
+            root.join(&t.folder).display(),
+            t.experiment.display(),
+            overrides(t)
+        );
+    }
+    Ok(())
+}
+
+fn status(args: &SweepArgs) -> anyhow::Result<()> {
+    let (spec, tasks, root) = args.load()?;
+    let folder = open_existing(&root, &spec, &tasks)?;
+    for t in &tasks {
+        let state = format!("{:?}", folder.state(t)).to_lowercase();
+        println!("{:>4}  {state:<8}  {}  {}", t.index, t.folder, overrides(t));
+    }
+    Ok(())
+}
+
+fn open_existing(
+    root: &Path,
+    spec: &SweepSpec,
+    tasks: &[SweepTask],
+) -> anyhow::Result<SweepFolder> {
+    anyhow::ensure!(
+        root.join(safs::sweep::MANIFEST).is_file(),
+        "{} holds no sweep yet (start it with `safs sweep run`)",
+        root.display()
+    );
+    Ok(SweepFolder::open(root, spec, tasks)?)
+}
+
+fn run(args: &SweepArgs, parallel: usize, common: &Common) -> anyhow::Result<()> {
+    let (spec, tasks, root) = args.load()?;
+    let folder = SweepFolder::open(&root, &spec, &tasks)?;
+    let opts = LocalOptions {
+        parallel,
+        threads: spec.resources.cpus,
+        data_root: common.data_dir.clone().unwrap_or_else(default_data_dir),
+        device: safs::device::parse_device(&common.device)?,
+    };
+    let total = tasks.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results = run_local(&folder, &tasks, &opts, &|ev| match ev {
+        SweepEvent::Started { index, folder } => println!("[{index}] started {folder}"),
+        SweepEvent::Finished {
+            index,
+            folder,
+            result,
+        } => {
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            match result {
+                Ok(_) => println!("[{index}] done {folder} ({n}/{total})"),
+                Err(e) => println!("[{index}] FAILED {folder} ({n}/{total}): {e}"),
             }
-            Ok(())
         }
+    })?;
+    let failed: Vec<usize> = (0..total).filter(|&i| results[i].is_err()).collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {total} runs failed ({failed:?}); fix the cause and run the same command again",
+        failed.len()
+    );
+    println!(
+        "all {total} runs done in {}; `safs report {}/*/` combines them",
+        root.display(),
+        root.display()
+    );
+    Ok(())
+}
+
+pub fn run_command(command: SweepCommand) -> anyhow::Result<()> {
+    match command {
+        SweepCommand::Plan(a) => plan(&a),
+        SweepCommand::Status(a) => status(&a),
+        SweepCommand::Run {
+            sweep,
+            parallel,
+            common,
+        } => run(&sweep, parallel, &common),
     }
 }
