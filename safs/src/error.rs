@@ -48,6 +48,10 @@ pub enum Error {
     /// A dataset could not be fetched.
     #[error("fetch failed: {0}")]
     Fetch(String),
+
+    /// The cluster scheduler refused or could not be reached.
+    #[error("slurm: {0}")]
+    Slurm(String),
 }
 
 /// The crate's result type.

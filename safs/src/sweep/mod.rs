@@ -17,12 +17,17 @@
 //! cpus = 2
 //! mem = "4G"
 //! time = "02:00:00"
+//!
+//! [slurm]                                              # optional, for `safs sweep submit`
+//! partition = "gpu"
+//! max_parallel = 8
 //! ```
 
 mod expand;
 mod local;
+pub mod slurm;
 mod spec;
 
 pub use expand::{expand, SweepTask};
 pub use local::{run_local, LocalOptions, SweepEvent, SweepFolder, TaskState, MANIFEST};
-pub use spec::{Axis, Resources, SweepSpec};
+pub use spec::{Axis, Resources, SlurmSettings, SweepSpec};

@@ -49,6 +49,24 @@ impl Default for Resources {
     }
 }
 
+/// How a sweep's job array is submitted to Slurm.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    /// `--partition`.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `--account`.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// At most this many array tasks at once (`--array=...%N`).
+    #[serde(default)]
+    pub max_parallel: Option<usize>,
+    /// Further `#SBATCH ...` lines, verbatim (e.g. `#SBATCH --qos=long`).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
 /// A sweep file: experiments, axes and resources.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +81,9 @@ pub struct SweepSpec {
     /// Resources per task.
     #[serde(default)]
     pub resources: Resources,
+    /// Slurm settings of the job array.
+    #[serde(default)]
+    pub slurm: SlurmSettings,
     /// The folder the sweep file was read from (experiment paths are relative to it).
     #[serde(skip)]
     pub base: PathBuf,
@@ -131,6 +152,36 @@ impl SweepSpec {
                         "resources.{key} '{v}' must be letters, digits, ':' and '-' (e.g. 4G, 02:00:00)"
                     ));
                 }
+            }
+        }
+        self.validate_slurm()
+    }
+
+    /// Every value that lands on an `#SBATCH` line (which no shell quotes) is a plain word.
+    fn validate_slurm(&self) -> Result<()> {
+        let s = &self.slurm;
+        for (key, v) in [("partition", &s.partition), ("account", &s.account)] {
+            if let Some(v) = v {
+                let ok = !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ','));
+                if !ok {
+                    return Err(Error::Config(format!(
+                        "slurm.{key} '{v}' must be letters, digits, '_', '-', '.' and ','"
+                    )));
+                }
+            }
+        }
+        if s.max_parallel == Some(0) {
+            return Err(Error::Config(
+                "slurm.max_parallel must be at least 1".into(),
+            ));
+        }
+        for line in &s.extra {
+            if !line.starts_with("#SBATCH ") || line.contains(['\n', '\r']) {
+                return Err(Error::Config(format!(
+                    "slurm.extra line '{line}' must be one line starting with '#SBATCH '"
+                )));
             }
         }
         Ok(())
@@ -203,6 +254,15 @@ time = "02:00:00"
                 "at least one",
             ),
             (SPEC.replace("cpus = 2", "cpu = 2"), "unknown field `cpu`"),
+            (
+                format!("{SPEC}[slurm]\npartition = \"gpu x\"\n"),
+                "slurm.partition",
+            ),
+            (format!("{SPEC}[slurm]\nmax_parallel = 0\n"), "max_parallel"),
+            (
+                format!("{SPEC}[slurm]\nextra = [\"--qos=long\"]\n"),
+                "'#SBATCH '",
+            ),
         ];
         for (text, want) in cases {
             let err = SweepSpec::from_toml(&text).unwrap_err().to_string();

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use safs::data::default_data_dir;
-use safs::sweep::{expand, run_local, LocalOptions, SweepEvent, SweepFolder, SweepSpec, SweepTask};
+use safs::sweep::slurm::{self, Submission};
+use safs::sweep::{
+    expand, run_local, LocalOptions, SweepEvent, SweepFolder, SweepSpec, SweepTask, TaskState,
+};
 
 use crate::Common;
 
@@ -24,6 +27,26 @@ pub enum SweepCommand {
     },
     /// Where each run of a sweep stands: pending, started or done.
     Status(SweepArgs),
+    /// Submit the runs not yet done as one Slurm job array (again: only what is left).
+    Submit {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Write the sbatch script and print it, without submitting.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run one task of a sweep by index (what each Slurm array task runs).
+    RunTask {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// The task's index (`$SLURM_ARRAY_TASK_ID`).
+        #[arg(long)]
+        index: usize,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(clap::Args)]
@@ -143,6 +166,70 @@ fn run(args: &SweepArgs, parallel: usize, common: &Common) -> anyhow::Result<()>
     Ok(())
 }
 
+fn submit(args: &SweepArgs, dry_run: bool, common: &Common) -> anyhow::Result<()> {
+    let (spec, tasks, root) = args.load()?;
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let root = root.canonicalize()?;
+    let spec_path = args.spec.canonicalize()?;
+    let folder = SweepFolder::open(&root, &spec, &tasks)?;
+    let left: Vec<usize> = tasks
+        .iter()
+        .filter(|t| folder.state(t) != TaskState::Done)
+        .map(|t| t.index)
+        .collect();
+    if left.is_empty() {
+        println!("all {} runs of {} are done", tasks.len(), root.display());
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let sub = Submission {
+        spec: &spec,
+        spec_path: &spec_path,
+        root: &root,
+        exe: &exe,
+        indices: &left,
+        device: &common.device,
+    };
+    if dry_run {
+        print!("{}", slurm::sbatch_script(&sub)?);
+        return Ok(());
+    }
+    let id = slurm::submit(&sub)?;
+    println!(
+        "submitted job {id}: {} of {} runs (array {}); `safs sweep status` follows them",
+        left.len(),
+        tasks.len(),
+        slurm::array_ranges(&left)
+    );
+    Ok(())
+}
+
+fn run_task(args: &SweepArgs, index: usize, common: &Common) -> anyhow::Result<()> {
+    let (spec, tasks, root) = args.load()?;
+    let task = tasks.get(index).with_context(|| {
+        format!(
+            "task {index} does not exist: the sweep has {} runs",
+            tasks.len()
+        )
+    })?;
+    let folder = SweepFolder::open(&root, &spec, &tasks)?;
+    let opts = LocalOptions {
+        parallel: 1,
+        threads: spec.resources.cpus,
+        data_root: common.data_dir.clone().unwrap_or_else(default_data_dir),
+        device: safs::device::parse_device(&common.device)?,
+    };
+    let result = run_local(&folder, std::slice::from_ref(task), &opts, &|_| {})?;
+    match result.into_iter().next() {
+        Some(Ok(_)) => {
+            println!("[{index}] done {}", task.folder);
+            Ok(())
+        }
+        Some(Err(e)) => anyhow::bail!("[{index}] {} failed: {e}", task.folder),
+        None => anyhow::bail!("[{index}] {} did not run", task.folder),
+    }
+}
+
 pub fn run_command(command: SweepCommand) -> anyhow::Result<()> {
     match command {
         SweepCommand::Plan(a) => plan(&a),
@@ -152,5 +239,15 @@ pub fn run_command(command: SweepCommand) -> anyhow::Result<()> {
             parallel,
             common,
         } => run(&sweep, parallel, &common),
+        SweepCommand::Submit {
+            sweep,
+            dry_run,
+            common,
+        } => submit(&sweep, dry_run, &common),
+        SweepCommand::RunTask {
+            sweep,
+            index,
+            common,
+        } => run_task(&sweep, index, &common),
     }
 }
