@@ -22,7 +22,7 @@ pub use evals::evals_frame;
 pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
 pub use seeds::{summarize_seeds, PairedDiff, SeedSummary, PAIRS};
 pub use stats::{spearman, t_cdf, t_quantile, Summary};
-pub use table::{format_table, paper_table1, table1_frame, ARMS};
+pub use table::{format_table, long_frame, paper_table1, table1_frame, ARMS};
 
 /// Re-exported so callers can name the frame type without depending on Polars.
 pub use polars::prelude::DataFrame;

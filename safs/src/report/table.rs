@@ -56,6 +56,54 @@ pub fn table1_frame(rows: &[ResultRow]) -> Result<DataFrame> {
     Ok(DataFrame::new(n, columns)?)
 }
 
+/// Long format, one row per (run, arm) with a value: model, dataset, prune_rate, seed,
+/// budget, arm, accuracy (what a sweep's merged `runs_long.csv` holds).
+pub fn long_frame(rows: &[ResultRow]) -> Result<DataFrame> {
+    let mut cells: Vec<(&ResultRow, &str, f64)> = Vec::new();
+    for r in rows {
+        for (arm, v) in ARMS.iter().zip(arm_values(r)) {
+            if let Some(v) = v {
+                cells.push((r, arm, v));
+            }
+        }
+    }
+    let n = cells.len();
+    let columns = vec![
+        Column::new(
+            "model".into(),
+            cells.iter().map(|c| c.0.model.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dataset".into(),
+            cells
+                .iter()
+                .map(|c| c.0.dataset.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "prune_rate".into(),
+            cells.iter().map(|c| c.0.prune_rate).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seed".into(),
+            cells.iter().map(|c| c.0.seed).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "budget".into(),
+            cells
+                .iter()
+                .map(|c| c.0.budget.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new("arm".into(), cells.iter().map(|c| c.1).collect::<Vec<_>>()),
+        Column::new(
+            "accuracy".into(),
+            cells.iter().map(|c| c.2).collect::<Vec<_>>(),
+        ),
+    ];
+    Ok(DataFrame::new(n, columns)?)
+}
+
 /// The paper's Table 1 (99% pruning, top-1 test accuracy), as seed 0 of budget "paper".
 pub fn paper_table1() -> Vec<ResultRow> {
     let row = |model: &str, dataset: &str, acc: [f64; 5]| ResultRow {
@@ -187,6 +235,21 @@ mod tests {
 
     fn assert_close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-9, "{a} != {b}");
+    }
+
+    #[test]
+    fn long_frame_has_one_row_per_present_arm() {
+        let mut rows = paper_table1();
+        rows.truncate(2);
+        rows[1].stage2 = None;
+        let df = long_frame(&rows).unwrap();
+        assert_eq!(df.height(), 5 + 4);
+        let col = df.column("arm").unwrap().str().unwrap();
+        let arms: Vec<&str> = (0..df.height()).map(|i| col.get(i).unwrap()).collect();
+        assert_eq!(&arms[5..], ["dense", "magnitude_pruning", "stage1", "safs"]);
+        let acc = df.column("accuracy").unwrap().f64().unwrap();
+        assert_eq!(acc.get(1), rows[0].magnitude_pruning);
+        assert_eq!(acc.get(8), rows[1].safs);
     }
 
     #[test]

@@ -52,6 +52,15 @@ impl Manifest {
     }
 }
 
+/// The run folders a sweep folder's manifest lists, in task order.
+pub fn manifest_run_dirs(root: &Path) -> Result<Vec<PathBuf>> {
+    let path = root.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: not a sweep manifest ({e})", path.display())))?;
+    Ok(m.tasks.iter().map(|t| root.join(&t.folder)).collect())
+}
+
 /// Where a task stands, read from its run folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskState {
@@ -253,6 +262,8 @@ mod tests {
         let (spec, tasks) = sweep(dir.path(), "0, 1");
         let folder = SweepFolder::open(&root, &spec, &tasks).unwrap();
         let manifest = std::fs::read_to_string(root.join(MANIFEST)).unwrap();
+        let dirs = manifest_run_dirs(&root).unwrap();
+        assert_eq!(dirs, [folder.run_dir(&tasks[0]), folder.run_dir(&tasks[1])]);
         // The same sweep opens again.
         SweepFolder::open(&root, &spec, &tasks).unwrap();
         assert_eq!(folder.state(&tasks[0]), TaskState::Pending);

@@ -29,5 +29,7 @@ pub mod slurm;
 mod spec;
 
 pub use expand::{expand, SweepTask};
-pub use local::{run_local, LocalOptions, SweepEvent, SweepFolder, TaskState, MANIFEST};
+pub use local::{
+    manifest_run_dirs, run_local, LocalOptions, SweepEvent, SweepFolder, TaskState, MANIFEST,
+};
 pub use spec::{Axis, Resources, SlurmSettings, SweepSpec};

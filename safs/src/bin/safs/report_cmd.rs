@@ -6,13 +6,15 @@ use anyhow::Context;
 
 use safs::experiment::ResultRow;
 use safs::report::{
-    combine, compare_runs, comparison_markdown, format_table, read_evals_jsonl, search_cost,
-    summarize_seeds, table1_frame, write_csv, ComparedRun,
+    combine, compare_runs, comparison_markdown, format_table, long_frame, read_evals_jsonl,
+    search_cost, summarize_seeds, table1_frame, write_csv, write_parquet, ComparedRun,
 };
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
-    /// Run folders (each holds table1.json once its run finished).
+    /// Run folders (each holds table1.json once its run finished), or a sweep folder: its
+    /// finished runs, merged into runs_long.csv / .parquet and accuracy_vs_prune_rate.svg
+    /// inside it.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
     /// Also write the combined table (means, std, 95% intervals, paired differences) as CSV.
@@ -52,7 +54,56 @@ fn compared(dirs: &[PathBuf]) -> anyhow::Result<Vec<ComparedRun>> {
         .collect()
 }
 
-pub fn run(a: ReportArgs) -> anyhow::Result<()> {
+/// The finished run folders of a sweep folder (the unfinished ones are named on stderr).
+fn sweep_runs(root: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dirs = safs::sweep::manifest_run_dirs(root)?;
+    let (done, left): (Vec<PathBuf>, Vec<PathBuf>) = dirs
+        .into_iter()
+        .partition(|d| d.join("table1.json").is_file());
+    if !left.is_empty() {
+        eprintln!(
+            "{} of {} runs of {} are not finished and left out: {}",
+            left.len(),
+            left.len() + done.len(),
+            root.display(),
+            left.iter()
+                .map(|d| d.file_name().unwrap_or_default().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    anyhow::ensure!(!done.is_empty(), "{}: no finished run yet", root.display());
+    Ok(done)
+}
+
+/// Writes the merged long table and the accuracy chart of a sweep into its folder.
+fn write_sweep_outputs(root: &std::path::Path, rows: &[ResultRow]) -> anyhow::Result<()> {
+    let mut long = long_frame(rows)?;
+    for (path, parquet) in [
+        (root.join("runs_long.csv"), false),
+        (root.join("runs_long.parquet"), true),
+    ] {
+        if parquet {
+            write_parquet(&mut long, &path)?;
+        } else {
+            write_csv(&mut long, &path)?;
+        }
+        println!("written {}", path.display());
+    }
+    let chart = root.join("accuracy_vs_prune_rate.svg");
+    safs::plot::accuracy_vs_prune_rate(rows)?.save_svg(&chart)?;
+    println!("written {}", chart.display());
+    Ok(())
+}
+
+pub fn run(mut a: ReportArgs) -> anyhow::Result<()> {
+    let sweep = match a.runs.as_slice() {
+        [one] if one.join(safs::sweep::MANIFEST).is_file() => Some(one.clone()),
+        _ => None,
+    };
+    if let Some(root) = &sweep {
+        a.runs = sweep_runs(root)?;
+    }
     if !a.against.is_empty() {
         let values = compare_runs(&compared(&a.runs)?, &compared(&a.against)?)?;
         println!("{}", comparison_markdown(&values, "first", "against"));
@@ -84,6 +135,9 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
             }
             println!("written {}", file.display());
         }
+    }
+    if let Some(root) = &sweep {
+        write_sweep_outputs(root, &rows)?;
     }
     let mut combined = combine(&rows)?;
     if let Some(p) = &a.csv {
