@@ -43,7 +43,7 @@ pub fn expand(spec: &SweepSpec) -> Result<Vec<SweepTask>> {
                 .map(|(a, &i)| (a.field.clone(), a.values[i].clone()))
                 .collect();
             let config = apply(&path, &base, &overrides)?;
-            let folder = folder_name(&config, &overrides);
+            let folder = folder_name(&config, &overrides, &lens);
             let index = tasks.len();
             if let Some(first) = seen.insert(folder.clone(), index) {
                 return Err(Error::Config(format!(
@@ -133,11 +133,16 @@ fn set_path(
     Ok(())
 }
 
-/// The experiment's run name, plus `-<field><value>` for each axis it does not already show.
-fn folder_name(config: &ExperimentConfig, overrides: &[(String, toml::Value)]) -> String {
+/// The experiment's run name, plus `-<field><value>` for each axis of more than one value
+/// that the run name does not already show (a one-value axis is a fixed setting).
+fn folder_name(
+    config: &ExperimentConfig,
+    overrides: &[(String, toml::Value)],
+    lens: &[usize],
+) -> String {
     let mut name = config.run_name();
-    for (field, value) in overrides {
-        if IN_RUN_NAME.contains(&field.as_str()) {
+    for ((field, value), &len) in overrides.iter().zip(lens) {
+        if len < 2 || IN_RUN_NAME.contains(&field.as_str()) {
             continue;
         }
         let shown = match value {
@@ -208,6 +213,23 @@ values = [0.9, 0.99]
             tasks[3].overrides[1],
             ("prune.rate".into(), toml::Value::Float(0.99))
         );
+    }
+
+    #[test]
+    fn one_value_axes_are_settings_not_part_of_the_folder() {
+        let dir = TempDir::new("sweep-fixed");
+        let axes = "[[axes]]\nfield = \"arms\"\nvalues = [[\"magnitude_pruning\", \"safs\"]]\n\
+                    [[axes]]\nfield = \"prune.rate\"\nvalues = [0.5, 0.9]\n";
+        let tasks = expand(&spec_in(dir.path(), axes)).unwrap();
+        let folders: Vec<&str> = tasks.iter().map(|t| t.folder.as_str()).collect();
+        assert_eq!(
+            folders,
+            [
+                "lenet5_mnist-cpu-seed0-rate0.5",
+                "lenet5_mnist-cpu-seed0-rate0.9"
+            ]
+        );
+        assert_eq!(tasks[1].config.arms.len(), 2);
     }
 
     #[test]
