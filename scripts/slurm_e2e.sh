@@ -144,7 +144,10 @@ job=$(submit)
 log "job array $job submitted"
 # Cancel array task 1 once it runs (mid-run: a smoke run takes several seconds).
 wait_for 300 bash -c "squeue -h -j ${job}_1 -o %T | grep -q RUNNING"
-sleep 3
+"$safs" sweep status "$work/sweep.toml" -o "$work/slurm" | tee "$work/status0.txt"
+grep -qE '^ +1 .*\[slurm: running\]' "$work/status0.txt" \
+    || { echo "slurm_e2e: sweep status does not show task 1 running in the queue" >&2; exit 1; }
+sleep 2
 scancel "${job}_1"
 log "cancelled array task ${job}_1"
 wait_for 900 job_done "$job"

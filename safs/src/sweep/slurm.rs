@@ -181,6 +181,43 @@ fn submit_with(sub: &Submission<'_>, sbatch: &Path) -> Result<u64> {
     Ok(id)
 }
 
+/// Array index -> Slurm state (`PENDING`, `RUNNING`, ...) from `squeue -h -r -o "%i %T"`
+/// lines such as `4242_3 RUNNING` (`-r` lists each array task on its own line); lines of
+/// other jobs or of another shape are skipped.
+pub fn parse_squeue(text: &str, job: u64) -> std::collections::BTreeMap<usize, String> {
+    let prefix = format!("{job}_");
+    text.lines()
+        .filter_map(|line| {
+            let (id, state) = line.trim().split_once(char::is_whitespace)?;
+            let index = id.strip_prefix(&prefix)?.parse().ok()?;
+            Some((index, state.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The queue state of each array index of the sweep's most recent submission (from
+/// [`JOBS_FILE`] and `squeue`); empty when nothing was submitted or `squeue` is not here.
+pub fn queue_states(root: &Path) -> std::collections::BTreeMap<usize, String> {
+    let Ok(jobs) = std::fs::read_to_string(root.join(JOBS_FILE)) else {
+        return Default::default();
+    };
+    let Some(job) = jobs
+        .lines()
+        .rev()
+        .find_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+    else {
+        return Default::default();
+    };
+    match Command::new("squeue")
+        .args(["-h", "-r", "-o", "%i %T", "-j"])
+        .arg(job.to_string())
+        .output()
+    {
+        Ok(out) if out.status.success() => parse_squeue(&String::from_utf8_lossy(&out.stdout), job),
+        _ => Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +228,19 @@ mod tests {
         assert_eq!(array_ranges(&[0, 1, 2, 3, 5, 7, 8, 9]), "0-3,5,7-9");
         assert_eq!(array_ranges(&[4]), "4");
         assert_eq!(array_ranges(&[]), "");
+    }
+
+    #[test]
+    fn squeue_lines_map_array_indices_to_states() {
+        let text = "4242_0 RUNNING\n4242_3 PENDING\n  4242_12   COMPLETING\n99_1 RUNNING\n4242 RUNNING\n\n";
+        let got = parse_squeue(text, 4242);
+        let want: Vec<(usize, &str)> = vec![(0, "RUNNING"), (3, "PENDING"), (12, "COMPLETING")];
+        assert_eq!(
+            got.iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+            want
+        );
     }
 
     #[test]

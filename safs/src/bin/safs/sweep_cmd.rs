@@ -107,9 +107,19 @@ fn plan(args: &SweepArgs) -> anyhow::Result<()> {
 fn status(args: &SweepArgs) -> anyhow::Result<()> {
     let (spec, tasks, root) = args.load()?;
     let folder = open_existing(&root, &spec, &tasks)?;
+    let queue = slurm::queue_states(&root);
     for t in &tasks {
         let state = format!("{:?}", folder.state(t)).to_lowercase();
-        println!("{:>4}  {state:<8}  {}  {}", t.index, t.folder, overrides(t));
+        let slurm = queue
+            .get(&t.index)
+            .map(|s| format!("  [slurm: {}]", s.to_lowercase()))
+            .unwrap_or_default();
+        println!(
+            "{:>4}  {state:<8}  {}  {}{slurm}",
+            t.index,
+            t.folder,
+            overrides(t)
+        );
     }
     Ok(())
 }
