@@ -61,6 +61,9 @@ pub fn manifest_run_dirs(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(m.tasks.iter().map(|t| root.join(&t.folder)).collect())
 }
 
+/// The file a task's run folder gets when the task stops with an error (its text).
+pub const FAILED_FILE: &str = "sweep_task_failed.txt";
+
 /// Where a task stands, read from its run folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskState {
@@ -68,6 +71,8 @@ pub enum TaskState {
     Pending,
     /// Some evaluations logged, no final table: running, or stopped and resumable.
     Started,
+    /// Its last attempt stopped with an error ([`FAILED_FILE`] says which); resumable.
+    Failed,
     /// Its table is written.
     Done,
 }
@@ -131,6 +136,8 @@ impl SweepFolder {
         let dir = self.run_dir(task);
         if dir.join("table1.json").is_file() {
             TaskState::Done
+        } else if dir.join(FAILED_FILE).is_file() {
+            TaskState::Failed
         } else if dir.join("evals.jsonl").is_file() {
             TaskState::Started
         } else {
@@ -192,7 +199,7 @@ pub fn run_local(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<std::result::Result<ResultRow, String>>>> =
         Mutex::new(vec![None; tasks.len()]);
-    let run_one = |task: &SweepTask| -> std::result::Result<ResultRow, String> {
+    let attempt = |task: &SweepTask| -> std::result::Result<ResultRow, String> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
             .build()
@@ -207,6 +214,21 @@ pub fn run_local(
             exp.run(&mut |_| Ok(()))
         })
         .map_err(|e| e.to_string())
+    };
+    // A failure leaves its text in the run folder (for `sweep status`); a success clears it.
+    let run_one = |task: &SweepTask| -> std::result::Result<ResultRow, String> {
+        let marker = folder.run_dir(task).join(FAILED_FILE);
+        let result = attempt(task);
+        match &result {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&marker);
+            }
+            Err(e) => {
+                let _ = std::fs::create_dir_all(folder.run_dir(task));
+                let _ = std::fs::write(&marker, format!("{e}\n"));
+            }
+        }
+        result
     };
     std::thread::scope(|s| {
         for _ in 0..opts.parallel.min(tasks.len().max(1)) {
@@ -295,8 +317,32 @@ mod tests {
         std::fs::create_dir_all(&run).unwrap();
         std::fs::write(run.join("evals.jsonl"), "").unwrap();
         assert_eq!(folder.state(&tasks[0]), TaskState::Started);
+        std::fs::write(run.join(FAILED_FILE), "diverged").unwrap();
+        assert_eq!(folder.state(&tasks[0]), TaskState::Failed);
         std::fs::write(run.join("table1.json"), "{}").unwrap();
         assert_eq!(folder.state(&tasks[0]), TaskState::Done);
+    }
+
+    #[test]
+    fn a_failing_task_is_recorded_and_the_others_run() {
+        let dir = TempDir::new("sweep-fail");
+        let (spec, tasks) = sweep(dir.path(), "0, 1");
+        let folder = SweepFolder::open(&dir.path().join("out"), &spec, &tasks).unwrap();
+        // No data under this root: every task stops at loading MNIST, with an error.
+        let opts = LocalOptions {
+            parallel: 2,
+            threads: 1,
+            data_root: dir.path().join("no-data"),
+            device: Device::Cpu,
+        };
+        let results = run_local(&folder, &tasks, &opts, &|_| {}).unwrap();
+        assert_eq!(results.len(), 2);
+        for (t, r) in tasks.iter().zip(&results) {
+            let err = r.as_ref().unwrap_err();
+            assert_eq!(folder.state(t), TaskState::Failed);
+            let text = std::fs::read_to_string(folder.run_dir(t).join(FAILED_FILE)).unwrap();
+            assert_eq!(text.trim(), err.as_str());
+        }
     }
 
     #[test]

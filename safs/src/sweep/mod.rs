@@ -30,6 +30,7 @@ mod spec;
 
 pub use expand::{expand, SweepTask};
 pub use local::{
-    manifest_run_dirs, run_local, LocalOptions, SweepEvent, SweepFolder, TaskState, MANIFEST,
+    manifest_run_dirs, run_local, LocalOptions, SweepEvent, SweepFolder, TaskState, FAILED_FILE,
+    MANIFEST,
 };
 pub use spec::{Axis, Resources, SlurmSettings, SweepSpec};

@@ -25,9 +25,10 @@ pub enum SweepCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Where each run of a sweep stands: pending, started or done.
+    /// Where each run of a sweep stands: pending, started, failed or done.
     Status(SweepArgs),
     /// Submit the runs not yet done as one Slurm job array (again: only what is left).
+    #[command(alias = "resubmit")]
     Submit {
         #[command(flatten)]
         sweep: SweepArgs,
