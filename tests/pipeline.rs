@@ -277,3 +277,18 @@ fn diverging_candidates_are_recorded_as_failed() {
         assert_eq!(r.valid_acc, 0.0);
     }
 }
+
+#[test]
+fn a_run_folder_in_use_is_refused_naming_its_writer() {
+    let root = mnist_root();
+    let out = temp_dir("locked");
+    let mut exp = Experiment::new(smoke_config(), &out, &root, Device::Cpu).unwrap();
+    let held = safs::experiment::RunLock::acquire(&out).unwrap();
+    let err = exp.run(&mut |_| Ok(())).unwrap_err().to_string();
+    assert!(
+        err.contains("in use by process") && err.contains(&std::process::id().to_string()),
+        "{err}"
+    );
+    assert!(exp.records().is_empty(), "nothing ran");
+    drop(held);
+}

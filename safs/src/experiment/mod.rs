@@ -8,6 +8,7 @@ mod pipeline;
 pub mod protocol;
 pub mod record;
 mod run_dir;
+mod run_lock;
 
 pub use budget::{Budget, BudgetOverrides, BudgetPreset, Budgets};
 pub use config::{Arm, ExperimentConfig, PruneConfig};
@@ -16,3 +17,4 @@ pub use pipeline::{Experiment, ExperimentObserver, Workers};
 pub use protocol::{Augmentation, DataConfig, EpochChoice, Normalization, Protocol, StartPlan};
 pub use record::{EpochPoint, EvalRecord, EvalStatus, ResultRow, Stage};
 pub use run_dir::RunDir;
+pub use run_lock::{RunLock, LOCK_FILE};

@@ -159,6 +159,8 @@ impl Experiment {
 
     /// Runs (or resumes) every arm of the config and returns the Table 1 row.
     pub fn run(&mut self, observer: &mut ExperimentObserver<'_>) -> Result<ResultRow> {
+        // One writer per run folder, for as long as this run writes.
+        let _lock = super::RunLock::acquire(self.dir.root())?;
         let mut row = ResultRow {
             model: self.cfg.model.name().to_string(),
             dataset: self.cfg.dataset.name().to_string(),

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! config.json                resolved config; a resume must match it
+//! run.lock                   held (flock) by the one process writing the folder
 //! dense.safetensors/.json    the dense network
 //! pruned.safetensors/.json   the pruned network every fine-tune starts from
 //! evals.jsonl                append-only log: one line per finished evaluation
