@@ -128,8 +128,12 @@ pub fn find_mnist_file(dir: &Path, file: MnistFile) -> Result<PathBuf> {
                 dir.join(file.canonical_name()),
                 format!(
                     "not found (also tried {}, {}, {}); fetch the data with \
-                     `cargo run --release --example fetch_mnist` or see safs::data::fetch",
-                    names[1], names[2], names[3]
+                     `safs data fetch --dataset {kind} --data-dir {root}`",
+                    names[1],
+                    names[2],
+                    names[3],
+                    kind = dir.file_name().unwrap_or_default().to_string_lossy(),
+                    root = dir.parent().unwrap_or(dir).display()
                 ),
             )
         })
