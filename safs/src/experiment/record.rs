@@ -187,11 +187,20 @@ pub struct EvalRecord {
 
 impl EvalRecord {
     /// The score after the first `epochs` epochs by `choice` (best or last epoch's
-    /// validation accuracy; 0 when failed or none is known), as a shorter fine-tune on the
-    /// same data order would have scored.
+    /// validation accuracy; 0 when none is known), as a shorter fine-tune on the same data
+    /// order would have scored. A failed record scores 0 from the epoch it failed in on,
+    /// and by its curve before that: a candidate that passed rung 2 and failed at rung 6
+    /// replays rung 2 as it was scored live (the log keeps one record per candidate).
     pub fn score_at(&self, epochs: usize, choice: EpochChoice) -> f64 {
         if matches!(self.status, EvalStatus::Failed(_)) {
-            return 0.0;
+            let completed = self
+                .epochs
+                .iter()
+                .take_while(|e| e.train_loss.is_finite() && e.valid_acc.is_some_and(f64::is_finite))
+                .count();
+            if epochs > completed {
+                return 0.0;
+            }
         }
         let seen = &self.epochs[..epochs.min(self.epochs.len())];
         let valid = |e: &EpochPoint| e.valid_acc.filter(|v| v.is_finite());
@@ -335,6 +344,50 @@ mod tests {
         );
         assert!("stage3_final".parse::<Stage>().is_err());
         assert!("final".parse::<Stage>().is_err());
+    }
+
+    fn point(train_loss: f64, valid_acc: Option<f64>) -> EpochPoint {
+        EpochPoint {
+            train_loss,
+            train_acc: 10.0,
+            valid_acc,
+            valid_loss: None,
+            lr: 1e-3,
+            seconds: 1.0,
+        }
+    }
+
+    /// The case seen in a paper-budget run: a candidate passed rung 2 (11.16), failed during
+    /// rung 6 after 4 epochs; its replay of rung 2 must score 11.16, not 0, or successive
+    /// halving promotes another candidate on replay.
+    #[test]
+    fn a_failed_record_scores_its_completed_epochs_and_zero_beyond() {
+        let mut rec: EvalRecord = serde_json::from_str(
+            r#"{"stage":"safs_search","step":2,"plan":["relu","relu","relu","relu"],
+                "hparams":{},"alphas":[],"betas":[],"op_params":[],"valid_acc":0.0,
+                "test_acc":null,"best_epoch":null,"epochs":[],"train_images":1,
+                "status":"ok","seconds":1.0}"#,
+        )
+        .unwrap();
+        rec.epochs = vec![
+            point(2.30, Some(9.5)),
+            point(2.30, Some(11.16)),
+            point(2.30, Some(11.0)),
+            point(2.30, Some(10.0)),
+            point(f64::NAN, None),
+        ];
+        rec.status = EvalStatus::Failed("loss NaN at epoch 5".into());
+        assert_eq!(rec.score_at(2, EpochChoice::BestEpoch), 11.16);
+        assert_eq!(rec.score_at(4, EpochChoice::LastEpoch), 10.0);
+        assert_eq!(
+            rec.score_at(5, EpochChoice::BestEpoch),
+            0.0,
+            "the epoch it failed in"
+        );
+        assert_eq!(rec.score_at(6, EpochChoice::BestEpoch), 0.0);
+        assert!(rec.covers(50), "a failed record is final at every rung");
+        rec.status = EvalStatus::Ok;
+        assert_eq!(rec.score_at(5, EpochChoice::BestEpoch), 11.16);
     }
 
     #[test]
