@@ -79,17 +79,10 @@ fn sweep_runs(root: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Writes the merged long table and the accuracy chart of a sweep into its folder.
 fn write_sweep_outputs(root: &std::path::Path, rows: &[ResultRow]) -> anyhow::Result<()> {
     let mut long = long_frame(rows)?;
-    for (path, parquet) in [
-        (root.join("runs_long.csv"), false),
-        (root.join("runs_long.parquet"), true),
-    ] {
-        if parquet {
-            write_parquet(&mut long, &path)?;
-        } else {
-            write_csv(&mut long, &path)?;
-        }
-        println!("written {}", path.display());
-    }
+    let (csv, parquet) = (root.join("runs_long.csv"), root.join("runs_long.parquet"));
+    write_csv(&mut long, &csv)?;
+    write_parquet(&mut long, &parquet)?;
+    println!("written {}\nwritten {}", csv.display(), parquet.display());
     let chart = root.join("accuracy_vs_prune_rate.svg");
     safs::plot::accuracy_vs_prune_rate(rows)?.save_svg(&chart)?;
     println!("written {}", chart.display());
