@@ -10,12 +10,9 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The OS error is in the message and not a `source`, so `anyhow` prints it once.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
 
     /// A data file exists but its content is not what its format promises.
     #[error("{path}: {msg}")]
@@ -62,7 +59,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 

@@ -165,13 +165,44 @@ pub struct ExperimentConfig {
     pub dense_checkpoint: Option<PathBuf>,
 }
 
+/// The line (from 1) of `text` that sets the dotted key a validation message starts with
+/// (`prune.rate 1.5 must be ...` -> the `rate = ...` line of `[prune]`), if it is there.
+fn key_line(text: &str, msg: &str) -> Option<usize> {
+    let first = msg.split([' ', ':', '=']).next()?;
+    let (table, key) = first.rsplit_once('.').unwrap_or(("", first));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()?
+                .trim()
+                .to_string();
+            continue;
+        }
+        let set = line.split('=').next().map(str::trim);
+        if current == table && set == Some(key) && line.contains('=') {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 impl ExperimentConfig {
     /// Reads and validates an experiment file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: ExperimentConfig =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match e {
+            Error::Config(msg) => {
+                let line = key_line(&text, &msg).map_or(String::new(), |n| format!(" line {n}:"));
+                Error::Config(format!("{}:{line} {msg}", path.display()))
+            }
+            e => e,
+        })?;
         Ok(cfg)
     }
 
@@ -374,5 +405,77 @@ weight_decay = 5e-4
         });
         assert!(e.unwrap_err().to_string().contains("hpo_default_first"));
         assert!(parse("[protocol]\nscore = \"mean_epoch\"\n").is_err());
+    }
+
+    /// The error `from_file` gives for the LeNet-5 experiment with `from` changed to `to`.
+    fn file_error(from: &str, to: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/lenet5_mnist.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(from), "{from}");
+        let dir = std::env::temp_dir().join(format!("safs-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{}.toml", from.len() * 31 + to.len()));
+        std::fs::write(&file, text.replacen(from, to, 1)).unwrap();
+        let err = ExperimentConfig::from_file(&file).unwrap_err().to_string();
+        assert!(
+            err.contains(&*file.to_string_lossy()),
+            "names the file: {err}"
+        );
+        err
+    }
+
+    #[test]
+    fn each_kind_of_mistake_names_the_file_the_line_the_value_and_what_is_valid() {
+        // (mistake, changed from, to, what the message must hold)
+        let cases: [(&str, &str, &str, &[&str]); 7] = [
+            (
+                "unknown key",
+                "valid_size = 10000",
+                "valid_sise = 10000",
+                &["line 10", "unknown field `valid_sise`", "`valid_size`"],
+            ),
+            (
+                "wrong type",
+                "batch_size = 256",
+                "batch_size = \"big\"",
+                &["line 26", "\"big\"", "expected usize"],
+            ),
+            (
+                "unknown name",
+                "method = \"layerwise\"",
+                "method = \"layerwize\"",
+                &["line 20", "`layerwize`", "`layerwise` or `global`"],
+            ),
+            (
+                "missing key",
+                "[prune]\nrate = 0.99",
+                "[prune]",
+                &["line 18", "missing field `rate`"],
+            ),
+            (
+                "syntax",
+                "rate = 0.99",
+                "rate = = 0.99",
+                &["line 19", "rate = = 0.99"],
+            ),
+            (
+                "out of range",
+                "rate = 0.99",
+                "rate = 1.5",
+                &["line 19:", "prune.rate 1.5", "must be in [0, 1)"],
+            ),
+            (
+                "bad search setting",
+                "history = 3",
+                "history = 0",
+                &["history = 0", "need >= 1"],
+            ),
+        ];
+        for (kind, from, to, want) in cases {
+            let err = file_error(from, to);
+            for w in want {
+                assert!(err.contains(w), "{kind}: no {w:?} in: {err}");
+            }
+        }
     }
 }

@@ -146,10 +146,9 @@ impl Chart {
         &self.svg
     }
 
-    /// Writes the SVG document to `path`.
+    /// Writes the SVG document to `path` (whole or not at all, creating its folder).
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        std::fs::write(path, &self.svg).map_err(|e| Error::io(path, e))
+        crate::util::atomic_write(path.as_ref(), self.svg.as_bytes())
     }
 
     /// The chart drawn on a bitmap, encoded as PNG (`scale` 2 for high-DPI screens).
@@ -177,11 +176,9 @@ impl Chart {
         self.to_png_scaled(1)
     }
 
-    /// Writes the chart as a PNG file to `path`.
+    /// Writes the chart as a PNG file to `path` (whole or not at all, creating its folder).
     pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = self.to_png()?;
-        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+        crate::util::atomic_write(path.as_ref(), &self.to_png()?)
     }
 
     /// The evcxr rich-output block: the SVG between `EVCXR_BEGIN_CONTENT image/svg+xml`

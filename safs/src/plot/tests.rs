@@ -497,7 +497,8 @@ fn plot_png_and_files() {
         chart.to_svg()
     );
     assert_eq!(std::fs::read(dir.join("c.png")).unwrap(), png);
-    let err = chart.save_svg(dir.join("missing/c.svg")).unwrap_err();
+    // A folder that cannot exist: its parent is a file.
+    let err = chart.save_svg(dir.join("c.png/c.svg")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
     let block = chart.evcxr_block();

@@ -110,9 +110,7 @@ impl SweepFolder {
                 std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
                 let text = serde_json::to_string_pretty(&want)
                     .map_err(|e| Error::Config(format!("sweep manifest: {e}")))?;
-                let tmp = root.join(format!("{MANIFEST}.tmp"));
-                std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                crate::util::atomic_write(&path, text.as_bytes())?;
             }
             Err(e) => return Err(Error::io(&path, e)),
         }

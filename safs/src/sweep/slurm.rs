@@ -143,7 +143,7 @@ fn submit_with(sub: &Submission<'_>, sbatch: &Path) -> Result<u64> {
     let logs = sub.root.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
     let path = sub.root.join("sweep.sbatch");
-    std::fs::write(&path, &script).map_err(|e| Error::io(&path, e))?;
+    crate::util::atomic_write(&path, script.as_bytes())?;
     let out = Command::new(sbatch)
         .arg("--parsable")
         .arg(&path)

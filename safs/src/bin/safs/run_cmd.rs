@@ -57,14 +57,23 @@ pub fn parse_seeds(text: &str) -> anyhow::Result<Vec<u64>> {
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
-                anyhow::ensure!(a <= b, "seeds: range '{part}' runs backwards");
-                anyhow::ensure!(b - a < 10_000, "seeds: range '{part}' is too long");
+                anyhow::ensure!(
+                    a <= b,
+                    "seeds: range '{part}' runs backwards (write {b}-{a})"
+                );
+                anyhow::ensure!(
+                    b - a < 10_000,
+                    "seeds: range '{part}' is too long (at most 10000 seeds)"
+                );
                 seeds.extend(a..=b);
             }
             None => seeds.push(num(part)?),
         }
     }
-    anyhow::ensure!(!seeds.is_empty(), "seeds: '{text}' names no seed");
+    anyhow::ensure!(
+        !seeds.is_empty(),
+        "seeds: '{text}' names no seed (write e.g. 0-4 or 0,2,5)"
+    );
     let mut seen = std::collections::HashSet::new();
     if let Some(d) = seeds.iter().find(|s| !seen.insert(**s)) {
         anyhow::bail!("seeds: seed {d} is listed twice in '{text}'");
