@@ -40,16 +40,25 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     parse_idx(bytes, path)
 }
 
-/// Decompresses a whole gzip stream held in memory; errors name `path`.
-pub(crate) fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    // The gzip trailer holds the decompressed size modulo 2^32: a good capacity hint.
-    let hint = if bytes.len() >= 4 {
+/// The most bytes deflate can expand one input byte to (its maximum ratio is about 1032:1).
+pub(crate) const DEFLATE_MAX_RATIO: usize = 1032;
+
+/// The capacity to reserve for decompressing the gzip stream `bytes`: the size its trailer
+/// records (modulo 2^32), but only as far as the input can justify it, so a corrupt
+/// trailer never reserves gigabytes for a few bytes of input.
+fn capacity_hint(bytes: &[u8]) -> usize {
+    let recorded = if bytes.len() >= 4 {
         let t = &bytes[bytes.len() - 4..];
         u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize
     } else {
         0
     };
-    let mut out = Vec::with_capacity(hint.min(1 << 30));
+    recorded.min(bytes.len().saturating_mul(DEFLATE_MAX_RATIO))
+}
+
+/// Decompresses a whole gzip stream held in memory; errors name `path`.
+pub(crate) fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity_hint(bytes));
     MultiGzDecoder::new(bytes)
         .read_to_end(&mut out)
         .map_err(|e| Error::data(path, format!("corrupt gzip stream: {e}")))?;
@@ -246,6 +255,40 @@ mod tests {
         b.extend_from_slice(&[9, 9]);
         let e = err_of(&t, "long.idx", &b);
         assert!(e.contains("2 trailing bytes"), "{e}");
+    }
+
+    /// A corrupt gzip trailer claiming 4 GiB reserves no more than the input can inflate to
+    /// (it reserved 1 GiB for a 30-byte file).
+    #[test]
+    fn gzip_trailer_size_is_only_a_bounded_hint() {
+        let t = TempDir::new("idx_gz_hint");
+        let p = t.path().join("big-claim.gz");
+        write_idx(&p, &[3], &[1, 2, 3], true).unwrap();
+        let mut g = std::fs::read(&p).unwrap();
+        assert_eq!(
+            capacity_hint(&g),
+            4 + 4 + 3,
+            "an honest trailer is the exact size"
+        );
+        let n = g.len();
+        g[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            capacity_hint(&g) <= n * DEFLATE_MAX_RATIO,
+            "{}",
+            capacity_hint(&g)
+        );
+        let e = err_of(&t, "big-claim.gz", &g);
+        assert!(e.contains("gzip"), "{e}");
+    }
+
+    /// An IDX header claiming 10^12 images is an error, not an allocation.
+    #[test]
+    fn huge_claimed_dimensions_are_an_error_not_an_allocation() {
+        let t = TempDir::new("idx_huge");
+        let mut b = encode_idx(&[1, 28, 28], &[0; 784]);
+        b[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        let e = err_of(&t, "huge-idx3-ubyte", &b);
+        assert!(e.contains("truncated data"), "{e}");
     }
 
     #[test]

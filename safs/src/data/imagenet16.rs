@@ -36,12 +36,10 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::DType;
-
 use super::cifar10::{int_list, take_u8_rows};
 use super::dataset::{ImageSet, Normalize, Splits};
 use super::fetch::md5_file;
-use super::pickle::read_pickle;
+use super::pickle::{read_pickle, NdArray, NpDtype};
 use crate::{Error, Result};
 
 /// Number of ImageNet classes.
@@ -215,39 +213,30 @@ pub fn read_imagenet16_batch(path: &Path) -> Result<(Vec<u8>, Vec<u32>)> {
     Ok((images, labels))
 }
 
-/// The `data` and `labels` arrays of an npz batch.
+/// The `data` and `labels` arrays of an npz batch (read by [`super::npz`], which checks
+/// every claimed size against the file before allocating).
 fn read_npz(path: &Path) -> Result<(Vec<u8>, usize, Vec<i64>)> {
-    let bad = |e: candle_core::Error| {
-        Error::data(
-            path,
-            format!(
-                "could not read the npz archive: {e} (only np.savez archives with stored \
-                 entries are supported, not np.savez_compressed; the pickle edition is read \
-                 too)"
-            ),
-        )
-    };
-    let npz = candle_core::npy::NpzTensors::new(path).map_err(bad)?;
-    let get = |name: &str| {
-        npz.get(name).map_err(bad)?.ok_or_else(|| {
-            let mut names: Vec<&String> = npz.names();
-            names.sort();
+    let mut arrays = super::npz::read_npz(path)?;
+    let names: Vec<String> = arrays.iter().map(|(n, _)| n.clone()).collect();
+    let mut take = |name: &str| {
+        let i = arrays.iter().position(|(n, _)| n == name).ok_or_else(|| {
             Error::data(
                 path,
                 format!("no '{name}' array in the npz (arrays: {names:?})"),
             )
-        })
+        })?;
+        Ok::<NdArray, Error>(arrays.swap_remove(i).1)
     };
-    let data = get("data")?;
-    let (n, width) = match data.dims() {
-        &[n, w] if data.dtype() == DType::U8 => (n, w),
-        dims => {
+    let data = take("data")?;
+    let (n, width) = match data.shape[..] {
+        [n, w] if data.dtype == NpDtype::U8 => (n, w),
+        _ => {
             return Err(Error::data(
                 path,
                 format!(
-                    "'data' is a {:?} array of shape {dims:?}; expected uint8 of shape (n, \
+                    "'data' is a {:?} array of shape {:?}; expected uint8 of shape (n, \
                      {IMAGENET16_PIXELS})",
-                    data.dtype()
+                    data.dtype, data.shape
                 ),
             ))
         }
@@ -258,32 +247,23 @@ fn read_npz(path: &Path) -> Result<(Vec<u8>, usize, Vec<i64>)> {
             format!("'data' has shape ({n}, {width}); expected (n, {IMAGENET16_PIXELS})"),
         ));
     }
-    let images = data.flatten_all()?.to_vec1::<u8>()?;
-    let labels = get("labels")?;
-    let labels = labels.flatten_all()?;
-    let labels: Vec<i64> = match labels.dtype() {
-        DType::I64 => labels.to_vec1::<i64>()?,
-        DType::U32 => labels
-            .to_vec1::<u32>()?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        DType::U8 => labels.to_vec1::<u8>()?.into_iter().map(i64::from).collect(),
-        DType::I32 | DType::I16 => labels.to_dtype(DType::I64)?.to_vec1::<i64>()?,
-        d => {
-            return Err(Error::data(
-                path,
-                format!("'labels' has dtype {d:?}, not an integer type"),
-            ))
-        }
-    };
-    if labels.len() != n {
+    let labels = take("labels")?;
+    let values = labels.to_i64().ok_or_else(|| {
+        Error::data(
+            path,
+            format!(
+                "'labels' has dtype {:?}, not an integer type (or values above i64::MAX)",
+                labels.dtype
+            ),
+        )
+    })?;
+    if values.len() != n {
         return Err(Error::data(
             path,
-            format!("'labels' has {} entries for {n} images", labels.len()),
+            format!("'labels' has {} entries for {n} images", values.len()),
         ));
     }
-    Ok((images, n, labels))
+    Ok((data.data, n, values))
 }
 
 /// Appends the images of `path` whose 1-based label `classes` keeps, with 0-based labels.
@@ -335,7 +315,7 @@ mod tests {
     use super::*;
     use crate::data::pickle_write::{dumps, Py, Style};
     use crate::data::test_util::TempDir;
-    use candle_core::{Device, Tensor};
+    use candle_core::{DType, Device, Tensor};
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,6 +6,8 @@
 //!   training images into 50k train / 10k validation (seeded), with the 10k test set apart.
 //! * [`cifar10`]: CIFAR-10, binary or python version, and its download.
 //! * [`imagenet16`]: ImageNet-16 (all 1000 classes or NAS-Bench-201's first 120).
+//! * [`npz`]: a strict reader of the `.npz` archives `np.savez` writes (ImageNet-16's npz
+//!   edition).
 //! * [`pickle`]: a strict reader of the Python pickles those data sets come in.
 //! * [`pickle_write`]: a writer of such pickles, byte for byte as Python writes them.
 //! * [`standin`]: labelled stand-in CIFAR-10 / ImageNet-16 files in the original formats,
@@ -50,6 +52,7 @@ pub mod fetch;
 pub mod idx;
 pub mod imagenet16;
 pub mod mnist;
+pub mod npz;
 pub mod pickle;
 pub mod pickle_write;
 pub mod standin;

@@ -259,8 +259,16 @@ pub fn parse_pickle(bytes: &[u8], path: &Path) -> Result<Value> {
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        budget: value_budget(bytes.len()),
     }
     .run()
+}
+
+/// How many values a pickle of `len` bytes may expand to. Without sharing every value is
+/// one opcode; shared objects (memo `GET`s) are copied, so a few hundred bytes that double
+/// a list at every level would otherwise expand to 2^60 values.
+fn value_budget(len: usize) -> usize {
+    len.saturating_mul(2).saturating_add(4096)
 }
 
 /// Objects above this many bytes are moved, not copied, when consumed.
@@ -296,6 +304,8 @@ struct Machine<'a> {
     stack: Vec<usize>,
     marks: Vec<usize>,
     memo: HashMap<u64, usize>,
+    /// Values still allowed to be built (see [`value_budget`]).
+    budget: usize,
 }
 
 impl<'a> Machine<'a> {
@@ -407,6 +417,15 @@ impl<'a> Machine<'a> {
         if depth > MAX_DEPTH {
             return Err(self.err(format!("objects nested deeper than {MAX_DEPTH}")));
         }
+        if self.budget == 0 {
+            return Err(self.err(format!(
+                "objects shared through the memo expand to more than {} values for {} bytes; \
+                 not supported",
+                value_budget(self.data.len()),
+                self.data.len()
+            )));
+        }
+        self.budget -= 1;
         let large = match &self.arena[id] {
             Node::Val(Value::Bytes(b)) => b.len() > LARGE,
             Node::Val(Value::Str(s)) => s.len() > LARGE,
@@ -1198,6 +1217,31 @@ mod tests {
                 assert!(e.contains("mem.pkl") && e.contains("offset"), "{cut}: {e}");
             }
         }
+    }
+
+    /// Objects shared through the memo are copied as the tree is built: 600 bytes that
+    /// double a list at each of 60 levels ("billion laughs") are an error, not 2^60 copies
+    /// (the reader ran until killed).
+    #[test]
+    fn memo_sharing_cannot_expand_without_bound() {
+        let mut b = b"\x80\x02]q\x00K\x01a0".to_vec();
+        for i in 1..=60u8 {
+            b.extend_from_slice(&[b']', b'q', i, b'(', b'h', i - 1, b'h', i - 1, b'e']);
+            if i < 60 {
+                b.push(b'0');
+            }
+        }
+        b.push(b'.');
+        let t = std::time::Instant::now();
+        let e = parse(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("mem.pkl") && e.contains("shared through the memo"),
+            "{e}"
+        );
+        assert!(t.elapsed().as_secs() < 2, "{:?}", t.elapsed());
+        // Shallow sharing, as Python writes it, still reads: [x, x] with x = [7].
+        let v = parse(b"\x80\x04\x95\x0c\x00\x00\x00\x00\x00\x00\x00]\x94(]\x94K\x07ah\x01e.");
+        assert!(v.is_ok(), "{v:?}");
     }
 
     #[test]

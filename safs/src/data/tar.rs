@@ -70,7 +70,9 @@ pub fn extract_tar_from(
                 }
             }
         };
-        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        let padded = size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or_else(|| bad(format!("size {size} overflows")))?;
         match kind {
             // GNU long name, pax extended header: the next entry's name.
             b'L' | b'x' => {
@@ -88,14 +90,22 @@ pub fn extract_tar_from(
                 }
                 let rel = safe_relative(&name).map_err(bad)?;
                 let target = dest.join(&rel);
+                // A file where the archive put a folder before (or the reverse) is the
+                // archive's fault: the error names it, and the path it could not create.
+                let cannot = |p: &Path, e: std::io::Error| {
+                    bad(format!(
+                        "entry {name:?}: cannot create {}: {e}",
+                        p.display()
+                    ))
+                };
                 if kind == b'5' || name.ends_with('/') {
-                    std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+                    std::fs::create_dir_all(&target).map_err(|e| cannot(&target, e))?;
                     skip(&mut reader, padded, archive, offset)?;
                 } else {
                     if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                        std::fs::create_dir_all(parent).map_err(|e| cannot(parent, e))?;
                     }
-                    let mut out = File::create(&target).map_err(|e| Error::io(&target, e))?;
+                    let mut out = File::create(&target).map_err(|e| cannot(&target, e))?;
                     let copied = std::io::copy(&mut (&mut reader).take(size), &mut out)
                         .map_err(|e| Error::io(archive, e))?;
                     if copied != size {
@@ -139,9 +149,15 @@ fn read_body(r: &mut impl Read, size: u64, archive: &Path, at: u64) -> Result<Ve
             format!("tar extended header at offset {at} is {size} bytes long"),
         ));
     }
-    let mut body = vec![0u8; size as usize];
-    r.read_exact(&mut body)
-        .map_err(|_| truncated(archive, at))?;
+    // Grown as the bytes arrive, so a header claiming 1 MiB in a short archive reserves
+    // only what the archive holds.
+    let mut body = Vec::new();
+    r.take(size)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::io(archive, e))?;
+    if body.len() as u64 != size {
+        return Err(truncated(archive, at + body.len() as u64));
+    }
     Ok(body)
 }
 
@@ -234,12 +250,30 @@ fn pax_path(body: &[u8]) -> std::result::Result<Option<String>, String> {
     Ok(path)
 }
 
-/// `name` as a relative path without `..`, or an error.
+/// The longest file name component most file systems take.
+const NAME_MAX: usize = 255;
+
+/// `name` as a relative path without `..` (nor a NUL, bytes that are not UTF-8, or a
+/// component longer than [`NAME_MAX`]), or an error.
 fn safe_relative(name: &str) -> std::result::Result<PathBuf, String> {
+    if name.contains('\0') {
+        return Err(format!(
+            "refusing the entry name {name:?}: it holds a NUL byte"
+        ));
+    }
+    // Names are decoded lossily: bytes that are not UTF-8 became U+FFFD.
+    if name.contains('\u{FFFD}') {
+        return Err(format!("refusing the entry name {name:?}: it is not UTF-8"));
+    }
     let p = Path::new(name);
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
+            Component::Normal(s) if s.len() > NAME_MAX => {
+                return Err(format!(
+                    "refusing the entry name {name:?}: a component is longer than {NAME_MAX} bytes"
+                ))
+            }
             Component::Normal(s) => out.push(s),
             Component::CurDir => {}
             _ => return Err(format!("refusing the unsafe entry name {name:?}")),
@@ -382,6 +416,39 @@ pub(crate) mod tests {
             assert!(e.contains("unsafe"), "{name}: {e}");
         }
         assert!(!t.path().join("evil").exists());
+        // A NUL inside a long (pax) name is the archive's fault, and named as such (it was
+        // an I/O error naming the file it tried to create).
+        let rec = " path=top/a\0b\n";
+        let rec = format!("{}{rec}", rec.len() + 2);
+        let mut tar = entry("PaxHeaders/x", b'x', rec.as_bytes());
+        tar.extend(entry("top/short", b'0', b"x"));
+        tar.extend(end());
+        std::fs::write(&arch, &tar).unwrap();
+        let e = extract_tar(&arch, &out).unwrap_err().to_string();
+        assert!(e.contains("bad.tar") && e.contains("NUL"), "{e}");
+        // So is a name whose bytes are not UTF-8 (they were decoded into U+FFFD, three
+        // bytes each, past the file system's limit: "File name too long" naming the
+        // target), a component too long, and a file where a folder must go.
+        let long = format!("{}\0", "a".repeat(300));
+        let mut tar = entry("././@LongLink", b'L', long.as_bytes());
+        tar.extend(entry("ignored", b'0', b"x"));
+        let mut bad_utf8 = entry("ignored", b'0', b"x");
+        bad_utf8[..100].fill(0xff);
+        bad_utf8[148..156].copy_from_slice(b"        ");
+        let sum: u32 = bad_utf8[..512].iter().map(|&b| b as u32).sum();
+        bad_utf8[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut clash = entry("f", b'0', b"x");
+        clash.extend(entry("f/g", b'0', b"y"));
+        for (tar, want) in [
+            (tar, "longer than 255"),
+            (bad_utf8, "not UTF-8"),
+            (clash, "cannot create"),
+        ] {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::write(&arch, [tar, end()].concat()).unwrap();
+            let e = extract_tar(&arch, &out).unwrap_err().to_string();
+            assert!(e.contains("bad.tar") && e.contains(want), "{want}: {e}");
+        }
         // Not a tar at all.
         std::fs::write(&arch, vec![b'x'; 2000]).unwrap();
         assert!(extract_tar(&arch, &out).is_err());

@@ -34,7 +34,7 @@ impl FitReport {
 
     /// Validation metrics of the best epoch, if a validation set was given.
     pub fn best_valid(&self) -> Option<Metrics> {
-        self.best_epoch.and_then(|i| self.epochs[i].valid)
+        self.best_epoch.and_then(|i| self.epochs.get(i)?.valid)
     }
 
     /// Validation metrics of the weights the model holds now.
@@ -171,6 +171,12 @@ impl Trainer {
                 "a saved training state has {} epochs, the run has {}",
                 report.epochs.len(),
                 self.cfg.epochs
+            )));
+        }
+        if let Some(b) = report.best_epoch.filter(|&b| b >= report.epochs.len()) {
+            return Err(Error::Config(format!(
+                "a saved training state names epoch {b} as its best but has {} epochs",
+                report.epochs.len()
             )));
         }
         if self.cfg.restore_best && report.best_epoch.is_some() {
@@ -493,5 +499,25 @@ mod tests {
             beta_all < 0.75 * beta_weights,
             "{beta_all} vs {beta_weights}"
         );
+    }
+
+    /// A saved state naming a best epoch it does not have is an error (found by the fuzz
+    /// tests: it panicked, index out of bounds, in `FitReport::best_valid`).
+    #[test]
+    fn replay_refuses_a_best_epoch_past_the_epochs() {
+        let model = LeNet5::new(10, 0, &Device::Cpu).unwrap();
+        let cfg = TrainConfig {
+            restore_best: false,
+            ..cfg(3, 1e-3)
+        };
+        let mut t = Trainer::new(&model, &cfg).unwrap();
+        let report = FitReport {
+            epochs: Vec::new(),
+            best_epoch: Some(10),
+            restored: false,
+        };
+        assert_eq!(report.best_valid(), None);
+        let e = t.replay(report).unwrap_err().to_string();
+        assert!(e.contains("epoch 10") && e.contains("0 epochs"), "{e}");
     }
 }

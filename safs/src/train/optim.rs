@@ -517,7 +517,7 @@ impl Optimizer {
             .collect()
     }
 
-    /// Puts back what [`Optimizer::export_state`] gave, checking count and shapes.
+    /// Puts back what [`Optimizer::export_state`] gave, checking count, shapes and dtypes.
     pub(super) fn import_state(&mut self, state: Vec<ParamState>) -> Result<()> {
         if state.len() != self.params.len() {
             return Err(Error::Config(format!(
@@ -533,6 +533,13 @@ impl Optimizer {
                         "saved optimiser buffer {i} has shape {:?}, the parameter {:?}",
                         b.dims(),
                         p.var.dims()
+                    )));
+                }
+                if b.dtype() != p.var.dtype() {
+                    return Err(Error::Config(format!(
+                        "saved optimiser buffer {i} is {:?}, the parameter {:?}",
+                        b.dtype(),
+                        p.var.dtype()
                     )));
                 }
             }

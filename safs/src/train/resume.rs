@@ -88,7 +88,10 @@ pub fn load_trainer(
     if json.dtype() != DType::U8 {
         return Err(fail("'fit_state' is not a byte tensor".into()));
     }
-    let bytes: Vec<u8> = json.to_vec1()?;
+    let bytes: Vec<u8> = json
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .map_err(|e| fail(format!("'fit_state': {e}")))?;
     let state: SavedState =
         serde_json::from_slice(&bytes).map_err(|e| fail(format!("bad fit_state: {e}")))?;
     let mut values = Vec::new();
@@ -106,7 +109,9 @@ pub fn load_trainer(
         values.push((var, t));
     }
     for (var, t) in values {
-        var.set(&t.to_dtype(var.dtype())?)?;
+        t.to_dtype(var.dtype())
+            .and_then(|t| var.set(&t))
+            .map_err(|e| fail(format!("a model tensor: {e}")))?;
     }
     let mut trainer = Trainer::new(model, cfg)?;
     let mut opt = Vec::new();
