@@ -251,21 +251,30 @@ fn diverging_candidates_are_recorded_as_failed() {
     };
     save_checkpoint(&ckpt, &m, None, &meta).unwrap();
 
+    // Every arm: the Stage 1 search, the Stage 2 trials and every final diverge.
     let mut cfg = smoke_config();
-    cfg.arms = vec![Arm::MagnitudePruning, Arm::Stage1];
     cfg.dense_checkpoint = Some(ckpt);
     let mut exp = Experiment::new(cfg, &dir.join("run"), &root, Device::Cpu).unwrap();
     let row = exp.run(&mut |_| Ok(())).unwrap();
-    assert_eq!(row.magnitude_pruning, Some(0.0));
+    for arm in [row.magnitude_pruning, row.stage1, row.stage2, row.safs] {
+        assert_eq!(arm, Some(0.0), "{row:?}");
+    }
     let evals = exp.run_dir().load_evals().unwrap();
-    let searched: Vec<&EvalRecord> = evals
-        .iter()
-        .filter(|r| r.stage == Stage::Search(Arm::Stage1))
-        .collect();
+    let of = |stage: Stage| evals.iter().filter(|r| r.stage == stage).count();
     assert!(
-        searched.len() >= exp.budget().search_steps + 2,
+        of(Stage::Search(Arm::Stage1)) >= exp.budget().search_steps + 2,
         "the search went on"
     );
+    for arm in [Arm::Stage2, Arm::Safs] {
+        assert_eq!(
+            of(Stage::Search(arm)),
+            exp.budget().hpo_trials,
+            "{arm:?}: every trial ran"
+        );
+    }
+    for arm in [Arm::MagnitudePruning, Arm::Stage1, Arm::Stage2, Arm::Safs] {
+        assert_eq!(of(Stage::Final(arm)), 1, "{arm:?}: its final ran");
+    }
     for r in evals.iter().filter(|r| r.stage != Stage::Dense) {
         assert!(
             matches!(&r.status, EvalStatus::Failed(why) if why.contains("NaN")),
@@ -291,4 +300,28 @@ fn a_run_folder_in_use_is_refused_naming_its_writer() {
     );
     assert!(exp.records().is_empty(), "nothing ran");
     drop(held);
+}
+
+#[test]
+fn diverging_dense_training_stops_with_a_clear_error_and_logs_nothing() {
+    let root = mnist_root();
+    let dir = temp_dir("dense-diverge");
+    let text = std::fs::read_to_string(experiments_dir().join("lenet5_mnist.toml")).unwrap();
+    // (The dense recipe stays out of Stage 2's space, which would refuse it.)
+    let text = text
+        .replace("lr = 1e-3", "lr = 1e30")
+        .replace("hpo_default_first = true", "hpo_default_first = false");
+    assert!(text.contains("lr = 1e30") && text.contains("hpo_default_first = false"));
+    let file = dir.join("lenet5_mnist.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut cfg = ExperimentConfig::from_file(&file).unwrap();
+    cfg.budget = BudgetPreset::Smoke;
+    let mut exp = Experiment::new(cfg, &dir.join("run"), &root, Device::Cpu).unwrap();
+    let err = exp.run(&mut |_| Ok(())).unwrap_err().to_string();
+    assert!(
+        err.contains("dense training diverged") && err.contains("lower the learning rate"),
+        "{err}"
+    );
+    assert!(exp.run_dir().load_evals().unwrap().is_empty());
+    assert!(!dir.join("run/table1.json").exists());
 }
