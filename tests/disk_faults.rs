@@ -10,10 +10,8 @@ use std::process::Command;
 
 use candle_core::Device;
 
-use safs::experiment::{
-    Arm, BudgetPreset, EvalRecord, Experiment, ExperimentConfig, ExperimentEvent, ResultRow, Stage,
-};
-use safs_e2e::{experiments_dir, mnist_root, temp_dir};
+use safs::experiment::{Arm, EvalRecord, Experiment, ExperimentEvent, ResultRow, Stage};
+use safs_e2e::{mnist_root, smoke_config, temp_dir, untimed, untimed_sorted};
 
 /// A tmpfs mounted on a fresh folder; unmounted on drop.
 struct Tmpfs {
@@ -61,23 +59,6 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.dir).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn smoke_config() -> ExperimentConfig {
-    let mut cfg =
-        ExperimentConfig::from_file(&experiments_dir().join("lenet5_mnist.toml")).expect("config");
-    cfg.budget = BudgetPreset::Smoke;
-    cfg
-}
-
-fn without_time(mut records: Vec<EvalRecord>) -> Vec<EvalRecord> {
-    for r in &mut records {
-        r.seconds = 0.0;
-        for e in &mut r.epochs {
-            e.seconds = 0.0;
-        }
-    }
-    records
 }
 
 fn run(dir: &Path) -> safs::Result<(ResultRow, Vec<EvalRecord>)> {
@@ -130,7 +111,7 @@ fn a_disk_that_fills_during_a_log_append_keeps_the_log_readable_and_the_run_resu
     };
     let straight_dir = temp_dir("disk-full-log-straight");
     let (want_row, want_log) = run(&straight_dir).expect("uninterrupted run");
-    let want_log = without_time(want_log);
+    let want_log = untimed(want_log);
 
     // Fill the disk right after the second Stage 2 trial is logged: at full fidelity the
     // next write is the next trial's log line.
@@ -159,7 +140,7 @@ fn a_disk_that_fills_during_a_log_append_keeps_the_log_readable_and_the_run_resu
         "names the log and the cause: {err}"
     );
     let torn = !std::fs::read(&log_path).unwrap().ends_with(b"\n");
-    let kept = without_time(log_of(&dir));
+    let kept = untimed(log_of(&dir));
     assert_eq!(
         kept[..],
         want_log[..kept.len()],
@@ -183,11 +164,7 @@ fn a_disk_that_fills_during_a_log_append_keeps_the_log_readable_and_the_run_resu
     std::fs::remove_file(&filler).unwrap();
     let (row, log) = run(&dir).expect("resumed run");
     assert_eq!(row, want_row);
-    let mut got = without_time(log);
-    let mut want = want_log.clone();
-    got.sort_by_key(|r| (r.stage, r.step));
-    want.sort_by_key(|r| (r.stage, r.step));
-    assert_eq!(got, want);
+    assert_eq!(untimed_sorted(log), untimed_sorted(want_log));
     let _ = std::fs::remove_dir_all(&straight_dir);
 }
 
@@ -198,7 +175,7 @@ fn a_full_disk_and_a_read_only_disk_stop_the_run_cleanly_and_it_resumes_after() 
     };
     let straight_dir = temp_dir("disk-faults-straight");
     let (want_row, want_log) = run(&straight_dir).expect("uninterrupted run");
-    let want_log = without_time(want_log);
+    let want_log = untimed(want_log);
 
     // 1. The disk fills up part way through.
     let dir = disk.dir.join("run");
@@ -207,7 +184,7 @@ fn a_full_disk_and_a_read_only_disk_stop_the_run_cleanly_and_it_resumes_after() 
         err.contains("No space left on device") && err.contains(&*disk.dir.to_string_lossy()),
         "the error names the file and the cause: {err}"
     );
-    let kept = without_time(log_of(&dir));
+    let kept = untimed(log_of(&dir));
     assert!(
         !kept.is_empty(),
         "some evaluations finished before the disk filled"
@@ -231,17 +208,13 @@ fn a_full_disk_and_a_read_only_disk_stop_the_run_cleanly_and_it_resumes_after() 
         err.contains("Read-only file system") && err.contains(&*dir.to_string_lossy()),
         "{err}"
     );
-    assert_eq!(without_time(log_of(&dir)), kept);
+    assert_eq!(untimed(log_of(&dir)), kept);
     eprintln!("read-only disk: {err}");
 
     // 3. Writable and larger again: the run resumes to the uninterrupted result.
     disk.remount("rw,size=64m");
     let (row, log) = run(&dir).expect("resumed run");
     assert_eq!(row, want_row);
-    let mut got = without_time(log);
-    let mut want = want_log.clone();
-    got.sort_by_key(|r| (r.stage, r.step));
-    want.sort_by_key(|r| (r.stage, r.step));
-    assert_eq!(got, want);
+    assert_eq!(untimed_sorted(log), untimed_sorted(want_log));
     let _ = std::fs::remove_dir_all(&straight_dir);
 }

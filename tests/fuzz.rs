@@ -1163,13 +1163,7 @@ fn fuzz_checkpoint_meta() {
     campaign(
         "checkpoint_meta",
         default_bound,
-        |m| {
-            if m.chance(0.8) {
-                m.mutate_text(&seeds)
-            } else {
-                m.mutate(&seeds)
-            }
-        },
+        |m| m.mutate_text_or_bytes(&seeds, 0.8),
         |input| {
             std::fs::write(&meta_path, input).unwrap();
             match load_checkpoint(&path, &mut model, &Device::Cpu) {
@@ -1318,13 +1312,7 @@ fn fuzz_experiment_toml() {
     campaign(
         "experiment_toml",
         default_bound,
-        |m| {
-            if m.chance(0.8) {
-                m.mutate_text(&seeds)
-            } else {
-                m.mutate(&seeds)
-            }
-        },
+        |m| m.mutate_text_or_bytes(&seeds, 0.8),
         |input| {
             std::fs::write(&path, input).unwrap();
             match ExperimentConfig::from_file(&path) {
@@ -1350,13 +1338,7 @@ fn fuzz_sweep_toml() {
     campaign(
         "sweep_toml",
         default_bound,
-        |m| {
-            if m.chance(0.8) {
-                m.mutate_text(&seeds)
-            } else {
-                m.mutate(&seeds)
-            }
-        },
+        |m| m.mutate_text_or_bytes(&seeds, 0.8),
         |input| {
             std::fs::write(&path, input).unwrap();
             match SweepSpec::from_file(&path) {
@@ -1384,13 +1366,7 @@ fn fuzz_evals_jsonl() {
     campaign(
         "evals_jsonl",
         default_bound,
-        |m| {
-            if m.chance(0.7) {
-                m.mutate_text(&seeds)
-            } else {
-                m.mutate(&seeds)
-            }
-        },
+        |m| m.mutate_text_or_bytes(&seeds, 0.7),
         |input| {
             std::fs::write(&path, input).unwrap();
             match read_evals_jsonl(&path) {

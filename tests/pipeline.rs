@@ -4,30 +4,12 @@
 use candle_core::Device;
 
 use safs::experiment::{
-    Arm, BudgetPreset, EvalRecord, EvalStatus, Experiment, ExperimentConfig, ExperimentEvent, Stage,
+    Arm, BudgetPreset, EvalStatus, Experiment, ExperimentConfig, ExperimentEvent, Stage,
 };
 use safs::model::{LeNet5, Network};
 use safs::train::{save_checkpoint, CheckpointMeta};
 use safs::Error;
-use safs_e2e::{experiments_dir, mnist_root, temp_dir};
-
-fn smoke_config() -> ExperimentConfig {
-    let mut cfg =
-        ExperimentConfig::from_file(&experiments_dir().join("lenet5_mnist.toml")).expect("config");
-    cfg.budget = BudgetPreset::Smoke;
-    cfg
-}
-
-fn without_time(mut records: Vec<EvalRecord>) -> Vec<EvalRecord> {
-    for r in &mut records {
-        r.seconds = 0.0;
-        for e in &mut r.epochs {
-            e.seconds = 0.0;
-        }
-    }
-    records.sort_by_key(|r| (r.stage, r.step));
-    records
-}
+use safs_e2e::{experiments_dir, mnist_root, smoke_config, temp_dir, untimed_sorted};
 
 #[test]
 fn smoke_run_produces_every_arm_and_its_files() {
@@ -203,8 +185,8 @@ fn killed_run_resumes_to_the_same_table() {
         "every finished evaluation is read back, none recomputed"
     );
     assert_eq!(got, want);
-    let a = without_time(straight.run_dir().load_evals().unwrap());
-    let b = without_time(second.run_dir().load_evals().unwrap());
+    let a = untimed_sorted(straight.run_dir().load_evals().unwrap());
+    let b = untimed_sorted(second.run_dir().load_evals().unwrap());
     assert_eq!(a, b);
 }
 

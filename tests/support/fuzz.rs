@@ -321,6 +321,15 @@ impl Mutator {
         }
     }
 
+    /// With probability `text`, [`Self::mutate_text`] of the `seeds`, else [`Self::mutate`].
+    pub fn mutate_text_or_bytes(&mut self, seeds: &[Vec<u8>], text: f64) -> Vec<u8> {
+        if self.chance(text) {
+            self.mutate_text(seeds)
+        } else {
+            self.mutate(seeds)
+        }
+    }
+
     /// A mutated copy of one of the text `seeds` (TOML, JSON): one to four token-level
     /// mutations (numbers, strings, booleans, lines), then sometimes byte-level ones.
     pub fn mutate_text(&mut self, seeds: &[Vec<u8>]) -> Vec<u8> {

@@ -6,6 +6,7 @@ pub mod fuzz;
 
 use safs::data::standin::{write_cifar10_standin, write_imagenet16_standin};
 use safs::data::{default_data_dir, mnist_dir, verify_mnist, DatasetKind, MnistKind};
+use safs::experiment::{BudgetPreset, EvalRecord, ExperimentConfig};
 
 /// The data root holding real, MD5-verified MNIST; panics with how to get it otherwise.
 pub fn mnist_root() -> PathBuf {
@@ -31,6 +32,33 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 /// The repository's `experiments/` folder.
 pub fn experiments_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments")
+}
+
+/// The LeNet-5 / MNIST experiment (`experiments/lenet5_mnist.toml`) at the smoke budget.
+pub fn smoke_config() -> ExperimentConfig {
+    let mut cfg =
+        ExperimentConfig::from_file(&experiments_dir().join("lenet5_mnist.toml")).expect("config");
+    cfg.budget = BudgetPreset::Smoke;
+    cfg
+}
+
+/// Evaluation records with their wall times zeroed (all that differs between equal runs),
+/// in their order.
+pub fn untimed(mut records: Vec<EvalRecord>) -> Vec<EvalRecord> {
+    for r in &mut records {
+        r.seconds = 0.0;
+        for e in &mut r.epochs {
+            e.seconds = 0.0;
+        }
+    }
+    records
+}
+
+/// [`untimed`] records sorted by stage and step (the order parallel workers may change).
+pub fn untimed_sorted(records: Vec<EvalRecord>) -> Vec<EvalRecord> {
+    let mut records = untimed(records);
+    records.sort_by_key(|r| (r.stage, r.step));
+    records
 }
 
 /// Training images of a stand-in written by [`standin_root`] beyond the validation images.

@@ -355,15 +355,10 @@ mod tests {
     use crate::data::fetch::hex;
     use crate::data::pickle_write::{dumps, Py, Style};
     use crate::data::tar::tests::{end, entry, gzip};
+    use crate::data::test_util::fixture;
     use crate::data::test_util::TempDir;
     use candle_core::Device;
     use md5::{Digest, Md5};
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     /// `n` records; record `i` of batch `b` has label `(b + i) % 10` and pixel `j` equal to
     /// `(b * 50 + i + j * 7) % 256`.

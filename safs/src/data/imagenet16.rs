@@ -314,14 +314,9 @@ pub fn load_imagenet16(
 mod tests {
     use super::*;
     use crate::data::pickle_write::{dumps, Py, Style};
+    use crate::data::test_util::fixture;
     use crate::data::test_util::TempDir;
     use candle_core::{DType, Device, Tensor};
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     /// Image `i` of file `f`: every byte `(f * 40 + i) % 256`; its 1-based label given.
     fn batch_dict(f: usize, labels: &[i64], str_keys: bool) -> Py {

@@ -320,6 +320,13 @@ pub(crate) mod test_util {
 
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+    /// A file of `safs/tests/fixtures` (test inputs written by Python and NumPy).
+    pub fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
     /// A fresh directory under the system temp dir, removed when dropped.
     pub struct TempDir(PathBuf);
 

@@ -484,14 +484,9 @@ impl Lit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::test_util::fixture;
     use crate::data::test_util::TempDir;
     use candle_core::{DType, Device, Tensor};
-
-    fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     #[test]
     fn reads_numpy_and_candle_archives() {

@@ -994,12 +994,7 @@ fn long_le(b: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::data::pickle_write::{dumps, Py, Style};
-
-    fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
+    use crate::data::test_util::fixture;
 
     fn parse(bytes: &[u8]) -> Result<Value> {
         parse_pickle(bytes, Path::new("mem.pkl"))
