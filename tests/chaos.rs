@@ -20,14 +20,13 @@ use rand_chacha::ChaCha8Rng;
 
 use safs::activation::{ActivationPlan, Op};
 use safs::experiment::{
-    Arm, BudgetPreset, EvalRecord, EvalStatus, Experiment, ExperimentConfig, ExperimentEvent,
-    ResultRow, Stage, Workers,
+    Arm, EvalRecord, EvalStatus, Experiment, ExperimentEvent, ResultRow, Stage, Workers,
 };
 use safs::fidelity::Fidelity;
 use safs::model::{LeNet5, Network};
 use safs::report::{append_eval, read_evals_jsonl};
 use safs::train::{load_checkpoint, save_checkpoint, CheckpointMeta};
-use safs_e2e::{experiments_dir, mnist_root, temp_dir};
+use safs_e2e::{mnist_root, smoke_config, temp_dir, untimed_sorted};
 
 const ROLE: &str = "SAFS_CHAOS_ROLE";
 const TARGET: &str = "SAFS_CHAOS_TARGET";
@@ -76,16 +75,9 @@ fn child() {
     }
 }
 
-fn smoke_config(fidelity: &str) -> ExperimentConfig {
-    let mut cfg =
-        ExperimentConfig::from_file(&experiments_dir().join("lenet5_mnist.toml")).expect("config");
-    cfg.budget = BudgetPreset::Smoke;
-    cfg.fidelity = Fidelity::from_name(fidelity).expect("fidelity");
-    cfg
-}
-
 fn child_run(dir: &Path) {
-    let cfg = smoke_config(&env(FIDELITY));
+    let mut cfg = smoke_config();
+    cfg.fidelity = Fidelity::from_name(&env(FIDELITY)).expect("fidelity");
     let mut exp = Experiment::new(cfg, dir, &mnist_root(), Device::Cpu).expect("experiment");
     let count: usize = env(WORKERS).parse().unwrap();
     exp.set_workers(Workers { count, threads: 1 }).unwrap();
@@ -249,22 +241,18 @@ impl Life {
         Life { child, lines }
     }
 
-    /// Waits until `deadline` or until the child has printed `count` more lines;
-    /// false when the child ended first.
-    fn run_for(&mut self, deadline: Duration, count: usize) -> bool {
+    /// Reads the child's lines for up to `deadline`, until `stop` returns true for one
+    /// (then true) or the child ends or the time is up (false).
+    fn watch(&mut self, deadline: Duration, stop: &mut dyn FnMut(&str) -> bool) -> bool {
         let until = Instant::now() + deadline;
-        let mut seen = 0;
-        while seen < count {
+        loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(_) => seen += 1,
-                Err(mpsc::RecvTimeoutError::Timeout) => return true,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return self.child.try_wait().unwrap().is_none()
-                }
+                Ok(line) if stop(&line) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
             }
         }
-        true
     }
 
     /// SIGKILL, then reap.
@@ -297,17 +285,6 @@ fn temporaries(dir: &Path) -> usize {
         .sum()
 }
 
-fn without_time(mut records: Vec<EvalRecord>) -> Vec<EvalRecord> {
-    for r in &mut records {
-        r.seconds = 0.0;
-        for e in &mut r.epochs {
-            e.seconds = 0.0;
-        }
-    }
-    records.sort_by_key(|r| (r.stage, r.step));
-    records
-}
-
 fn read_log(dir: &Path) -> Vec<EvalRecord> {
     let path = dir.join("evals.jsonl");
     if path.exists() {
@@ -329,10 +306,18 @@ fn stage_at(straight: &[EvalRecord], done: usize) -> String {
     }
 }
 
+/// Counts a child's "evaluated" line into `fresh`; true once the log holds all but the
+/// last of the `n` evaluations, when a life is killed at once (as the last one starts) so
+/// that none finishes the run before its kill.
+fn tally(line: &str, fresh: &mut usize, n: usize) -> bool {
+    *fresh += usize::from(line == "evaluated");
+    *fresh + 1 >= n
+}
+
 /// Kills a smoke run `kills` times, resuming each time, then lets it finish. The kills are
 /// spread evenly over the run: the i-th comes once the log holds about i/kills of the
 /// uninterrupted run's evaluations (in the start-up or replay when it already holds more),
-/// then a random 0-2 progress lines and up to 3 ms later, which lands at epoch ends, log
+/// then a random 1-3 progress lines and up to 3 ms later, which lands at epoch ends, log
 /// appends and checkpoint saves; a quarter come at a random time before the uninterrupted
 /// run would have reached the target.
 fn chaos_run(scenario: u64, fidelity: &str, workers: usize) {
@@ -359,44 +344,38 @@ fn chaos_run(scenario: u64, fidelity: &str, workers: usize) {
     for i in 0..kills {
         let mut life = Life::start("run", &dir, &extra);
         let logged = before.len();
-        // Never past the last evaluation: a life that logs it is killed at once.
+        let mut fresh = logged;
         let target = (i * n / kills).min(n - 1);
         in_replay += usize::from(target < logged);
         if target < logged {
-            // Already past it: somewhere in the start-up or the replay of the log.
-            let us = rng.gen_range(0..(2.0 * startup.as_secs_f64() * 1e6) as u64);
-            life.run_for(Duration::from_micros(us), usize::MAX);
-        } else if logged + 2 < n && rng.gen_bool(0.25) {
-            // Up to the time the uninterrupted run took from here to the target.
-            let ahead: f64 = want_log[logged..=target.max(logged)]
-                .iter()
-                .map(|r| r.seconds)
-                .sum();
+            // Already past it: somewhere in the start-up or the replay of the log, well
+            // before the last evaluation could finish.
+            let last = want_log[n - 1].seconds.min(startup.as_secs_f64());
+            let us = rng.gen_range(0..(last * 0.5e6) as u64);
+            life.watch(Duration::from_micros(us), &mut |l| tally(l, &mut fresh, n));
+        } else if rng.gen_bool(0.25) {
+            // Up to the time the uninterrupted run took from here to the target (its
+            // workers trained side by side).
+            let trained: f64 = want_log[logged..=target].iter().map(|r| r.seconds).sum();
+            let ahead = trained / workers as f64;
             let most = startup.as_secs_f64() + ahead.min(length.as_secs_f64() / 4.0);
             let us = rng.gen_range(0..(most * 1e6) as u64);
-            life.run_for(Duration::from_micros(us), usize::MAX);
+            life.watch(Duration::from_micros(us), &mut |l| tally(l, &mut fresh, n));
         } else {
-            let mut fresh = logged;
-            let mut extra_lines = rng.gen_range(0..=2);
-            let mut last = false;
-            while fresh < target || extra_lines > 0 {
-                let reached = fresh >= target;
-                let Ok(line) = life.lines.recv_timeout(length * 2) else {
-                    panic!("life {i} printed nothing for {:?}", length * 2)
-                };
-                if line == "evaluated" {
-                    fresh += 1;
-                    if fresh == n {
-                        last = true;
-                        break;
-                    }
-                }
+            // Once the log holds the target, 1-3 more progress lines (epoch ends, log
+            // appends), then a few milliseconds: inside the save or append that follows.
+            let (mut reached, mut lines) = (logged >= target, rng.gen_range(1..=3));
+            let printed = life.watch(length * 2, &mut |line| {
+                let end = tally(line, &mut fresh, n);
                 if reached {
-                    extra_lines -= 1;
+                    lines -= 1;
+                } else {
+                    reached = fresh >= target;
                 }
-            }
-            if !last {
-                // Inside the save or append that follows.
+                end || (reached && lines == 0)
+            });
+            assert!(printed, "life {i} printed nothing for {:?}", length * 2);
+            if fresh + 1 < n {
                 std::thread::sleep(Duration::from_micros(rng.gen_range(0..3000)));
             }
         }
@@ -427,7 +406,11 @@ fn chaos_run(scenario: u64, fidelity: &str, workers: usize) {
         std::fs::read(straight.join("table1.csv")).unwrap()
     );
     let got = read_log(&dir);
-    assert_eq!(without_time(got), without_time(want_log), "evaluation log");
+    assert_eq!(
+        untimed_sorted(got),
+        untimed_sorted(want_log),
+        "evaluation log"
+    );
     println!(
         "chaos run [{tag}]: {kills} kills ({in_replay} in the replay of the log, \
          {during_write} leaving a temporary file), all resumed to the uninterrupted table \
@@ -459,8 +442,13 @@ fn a_checkpoint_save_killed_mid_way_never_reads_back_torn() {
     let mut mid_save = 0;
     for _ in 0..kills() {
         let mut life = Life::start("checkpoint", &path, &[]);
-        assert!(life.run_for(Duration::from_secs(60), 1), "first save");
-        life.run_for(Duration::from_micros(rng.gen_range(0..20_000)), usize::MAX);
+        assert!(
+            life.watch(Duration::from_secs(60), &mut |_| true),
+            "first save"
+        );
+        life.watch(Duration::from_micros(rng.gen_range(0..20_000)), &mut |_| {
+            false
+        });
         life.kill();
         mid_save += usize::from(path.with_extension("json.tmp").exists());
         let mut m = LeNet5::new(10, 9, &Device::Cpu).unwrap();
@@ -533,7 +521,7 @@ fn a_report_killed_mid_way_leaves_only_whole_files() {
     let mut checked = 0;
     for _ in 0..kills() {
         let mut life = Life::start("report", &dir, &[]);
-        life.run_for(Duration::from_millis(rng.gen_range(0..400)), usize::MAX);
+        life.watch(Duration::from_millis(rng.gen_range(0..400)), &mut |_| false);
         life.kill();
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let p: PathBuf = entry.path();

@@ -86,21 +86,29 @@ pub fn save_checkpoint(
     // old pair, or new tensors beside the new metadata still in its temporary file, which
     // loading recognises by the MD5 and uses.
     let tensors_tmp = write_tensors_tmp(path, &tensors)?;
-    let mut json = serde_json::to_value(meta).map_err(fail)?;
-    if let serde_json::Value::Object(map) = &mut json {
-        map.insert(
-            TENSORS_MD5.into(),
-            crate::data::md5_file(&tensors_tmp)?.into(),
-        );
-    }
+    let on_disk = MetaOnDisk {
+        meta,
+        tensors_md5: crate::data::md5_file(&tensors_tmp)?,
+    };
+    let json = serde_json::to_vec_pretty(&on_disk).map_err(fail)?;
     let meta_tmp = pending_meta_path(path);
-    if let Err(e) = write_synced(&meta_tmp, &serde_json::to_vec_pretty(&json).map_err(fail)?) {
+    if let Err(e) = write_synced(&meta_tmp, &json) {
         let _ = std::fs::remove_file(&tensors_tmp);
         return Err(e);
     }
     std::fs::rename(&tensors_tmp, path).map_err(|e| Error::io(path, e))?;
     let mp = meta_path(path);
-    std::fs::rename(&meta_tmp, &mp).map_err(|e| Error::io(&mp, e))
+    std::fs::rename(&meta_tmp, &mp).map_err(|e| Error::io(&mp, e))?;
+    crate::util::sync_parent(path)
+}
+
+/// The metadata file: the fields of [`CheckpointMeta`] in their order, then the MD5 (its
+/// key is [`TENSORS_MD5`]).
+#[derive(Serialize)]
+struct MetaOnDisk<'a> {
+    #[serde(flatten)]
+    meta: &'a CheckpointMeta,
+    tensors_md5: String,
 }
 
 /// Where a save keeps the new metadata until its tensors are in place.
@@ -143,7 +151,8 @@ fn write_tensors_tmp(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<P
 /// (creating its folder), so a kill never leaves half a file.
 pub(crate) fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let tmp = write_tensors_tmp(path, tensors)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    crate::util::sync_parent(path)
 }
 
 /// Parses the metadata file `mp` into the metadata and the tensor MD5 it records (absent
