@@ -9,8 +9,6 @@ use safs::train::TrainEvent;
 use crate::{escape, Rendered, Show, Table1};
 
 /// Longest plan printed on a progress line (longer ones are cut with "…").
-const PLAN_CHARS: usize = 72;
-
 /// What happened in one stage so far.
 #[derive(Clone, Debug, PartialEq)]
 struct StageLog {
@@ -228,26 +226,9 @@ impl NotebookProgress {
         } else {
             log.done.to_string()
         };
-        let mut line = format!("[{} {of}] step {}: ", r.stage.name(), r.step);
-        match failed {
-            Some(why) => line += &format!("FAILED ({})", one_line(why)),
-            None => line += &format!("valid {:.2}%", r.valid_acc),
-        }
-        if let Some(t) = r.test_acc {
-            line += &format!(", test {t:.2}%");
-        }
+        let mut line = format!("[{of}] {}", r.progress_line(cached));
         if let Some(b) = log.best_valid {
             line += &format!(" | best {b:.2}%");
-        }
-        let plan = r.plan.to_string();
-        let plan = if plan.chars().count() > PLAN_CHARS {
-            format!("{}…", plan.chars().take(PLAN_CHARS - 1).collect::<String>())
-        } else {
-            plan
-        };
-        line += &format!(" | {plan} | {:.1} s", r.seconds);
-        if cached {
-            line += " (cached)";
         }
         line
     }
@@ -295,11 +276,6 @@ impl NotebookProgress {
     pub fn evcxr_display(&self) {
         Show::evcxr_display(self);
     }
-}
-
-/// The first line of a message.
-fn one_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
 }
 
 impl Show for NotebookProgress {
@@ -441,24 +417,33 @@ mod tests {
         let text = buf.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "[stage1_search] started: 3 evaluations planned");
+        // The record's own line (`EvalRecord::progress_line`), counted and with the best.
+        let plan = format!("{:<40}", "relu,swish");
         assert_eq!(
             lines[1],
-            "[stage1_search 1/3] step 0: valid 50.00% | best 50.00% | relu,swish | 1.5 s (cached)"
+            format!(
+                "[1/3] stage1_search #0   {plan} valid  50.00% (1.5s) [from log] | best 50.00%"
+            )
         );
         assert_eq!(
             lines[2],
-            "[stage1_search 2/3] step 1: valid 61.00% | best 61.00% | relu,swish | 1.5 s"
+            format!("[1/3] stage1_search #1   {plan} valid  61.00% (1.5s) | best 61.00%")
+                .replace("[1/3]", "[2/3]")
         );
         assert_eq!(
             lines[3],
-            "[stage1_search 3/3] step 2: FAILED (loss is NaN) | best 61.00% | relu,swish | 1.5 s"
+            format!(
+                "[3/3] stage1_search #2   {plan} valid   0.00% (1.5s) FAILED: loss is NaN \
+                 | best 61.00%"
+            )
         );
         assert_eq!(
             lines[4],
             "[stage1_search] done: 3 evaluations (1 cached, 1 failed), best valid 61.00%, 4.5 s"
         );
         assert_eq!(lines[5], "[stage1_final] started: 1 evaluation planned");
-        assert!(lines[6].starts_with("[stage1_final 1/1] step 0: valid 62.00%, test 61.50%"));
+        assert!(lines[6].starts_with("[1/1] stage1_final #0   relu,swish"));
+        assert!(lines[6].contains(" valid  62.00% test 61.50% (1.5s) | best 62.00%"));
         assert!(lines[7]
             .starts_with("[stage1_final] done: 1 evaluation, best valid 62.00%, test 61.50%"));
         assert!(lines[8].starts_with("summary: 4 evaluations (1 cached, 1 failed), 6.0 s"));

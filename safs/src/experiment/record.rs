@@ -186,6 +186,42 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
+    /// The one-line account of this evaluation that every progress display prints (the
+    /// CLI on stderr, the notebook log): stage and step, plan (cut at 72 characters),
+    /// scores, time, and whether it was read back from the log, stopped at a rung, or failed.
+    pub fn progress_line(&self, cached: bool) -> String {
+        const PLAN_CHARS: usize = 72;
+        let plan = self.plan.to_string();
+        let plan = if plan.chars().count() > PLAN_CHARS {
+            format!("{}…", plan.chars().take(PLAN_CHARS - 1).collect::<String>())
+        } else {
+            plan
+        };
+        let test = self
+            .test_acc
+            .map(|t| format!(" test {t:.2}%"))
+            .unwrap_or_default();
+        let from_log = if cached { " [from log]" } else { "" };
+        let status = match &self.status {
+            EvalStatus::Ok if self.is_partial() => format!(
+                " [rung: {} of {} epochs]",
+                self.epochs.len(),
+                self.planned_epochs().unwrap_or(0)
+            ),
+            EvalStatus::Ok => String::new(),
+            EvalStatus::Failed(why) => {
+                format!(" FAILED: {}", why.lines().next().unwrap_or_default())
+            }
+        };
+        format!(
+            "{} #{:<3} {plan:<40} valid {:6.2}%{test} ({:.1}s){from_log}{status}",
+            self.stage.name(),
+            self.step,
+            self.valid_acc,
+            self.seconds,
+        )
+    }
+
     /// The score after the first `epochs` epochs by `choice` (best or last epoch's
     /// validation accuracy; 0 when none is known), as a shorter fine-tune on the same data
     /// order would have scored. A failed record scores 0 from the epoch it failed in on,
@@ -315,6 +351,7 @@ mod non_finite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activation::Op;
 
     #[test]
     fn stage_names_round_trip() {
@@ -360,6 +397,47 @@ mod tests {
     /// The case seen in a paper-budget run: a candidate passed rung 2 (11.16), failed during
     /// rung 6 after 4 epochs; its replay of rung 2 must score 11.16, not 0, or successive
     /// halving promotes another candidate on replay.
+    #[test]
+    fn the_progress_line_says_rung_log_and_failure_and_cuts_long_plans() {
+        let mut rec: EvalRecord = serde_json::from_str(
+            r#"{"stage":"stage1_search","step":7,"plan":["relu","elu"],
+                "hparams":{"epochs":50},"alphas":[],"betas":[],"op_params":[],
+                "valid_acc":47.034,"test_acc":null,"best_epoch":null,"epochs":[],
+                "train_images":1,"status":"ok","seconds":52.94}"#,
+        )
+        .unwrap();
+        rec.epochs = vec![point(0.5, Some(47.0)); 6];
+        let pad = " ".repeat(40 - "relu,elu".len());
+        assert_eq!(
+            rec.progress_line(false),
+            format!(
+                "stage1_search #7   relu,elu{pad} valid  47.03% (52.9s) [rung: 6 of 50 epochs]"
+            )
+        );
+        rec.epochs = vec![point(0.5, Some(47.0)); 50];
+        rec.stage = Stage::Final(Arm::Stage1);
+        rec.step = 0;
+        rec.test_acc = Some(51.296);
+        assert_eq!(
+            rec.progress_line(true),
+            format!("stage1_final #0   relu,elu{pad} valid  47.03% test 51.30% (52.9s) [from log]")
+        );
+        rec.status = EvalStatus::Failed("loss is NaN\nat epoch 3".into());
+        rec.valid_acc = 0.0;
+        rec.test_acc = None;
+        assert!(rec
+            .progress_line(false)
+            .ends_with("valid   0.00% (52.9s) FAILED: loss is NaN"));
+        rec.plan = ActivationPlan(vec![Op::Symexp; 20]);
+        let line = rec.progress_line(false);
+        let plan = line.split_whitespace().nth(2).unwrap();
+        assert_eq!(plan.chars().count(), 72);
+        assert!(
+            plan.starts_with("symexp,symexp,") && plan.ends_with('…'),
+            "{plan}"
+        );
+    }
+
     #[test]
     fn a_failed_record_scores_its_completed_epochs_and_zero_beyond() {
         let mut rec: EvalRecord = serde_json::from_str(

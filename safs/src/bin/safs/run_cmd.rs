@@ -164,28 +164,7 @@ fn run_one(a: &RunArgs, cfg: ExperimentConfig, out: &std::path::Path) -> anyhow:
             }
             ExperimentEvent::Evaluated { record: r, cached } => {
                 bars = None;
-                let test = r
-                    .test_acc
-                    .map(|t| format!(" test {t:.2}%"))
-                    .unwrap_or_default();
-                let status = match &r.status {
-                    safs::experiment::EvalStatus::Ok if r.is_partial() => format!(
-                        " [rung: {} of {} epochs]",
-                        r.epochs.len(),
-                        r.planned_epochs().unwrap_or(0)
-                    ),
-                    safs::experiment::EvalStatus::Ok => String::new(),
-                    safs::experiment::EvalStatus::Failed(why) => format!(" FAILED: {why}"),
-                };
-                eprintln!(
-                    "{} #{:<3} {:<40} valid {:6.2}%{test} ({:.1}s){}{status}",
-                    r.stage.name(),
-                    r.step,
-                    r.plan.to_string(),
-                    r.valid_acc,
-                    r.seconds,
-                    if *cached { " [from log]" } else { "" },
-                );
+                eprintln!("{}", r.progress_line(*cached));
             }
             ExperimentEvent::Finished { .. } => {}
         }
