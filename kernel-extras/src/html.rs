@@ -120,16 +120,47 @@ impl<'a> Html<'a> {
     }
 }
 
-/// One cell as text: floats with `decimals` (or exact), strings unquoted.
+/// One cell as text: floats by [`format_float`] (or exact), strings unquoted.
 fn format_value(v: &AnyValue<'_>, exact: bool, decimals: usize) -> String {
     match v {
-        AnyValue::Float64(x) if !exact => format!("{x:.decimals$}"),
-        AnyValue::Float32(x) if !exact => format!("{x:.decimals$}"),
+        AnyValue::Float64(x) if !exact => format_float(*x, decimals),
+        AnyValue::Float32(x) if !exact => format_float(f64::from(*x), decimals),
         AnyValue::Float64(x) => x.to_string(),
         AnyValue::Float32(x) => x.to_string(),
         AnyValue::String(s) => s.to_string(),
         AnyValue::StringOwned(s) => s.to_string(),
         other => other.to_string(),
+    }
+}
+
+/// A float for reading: `decimals` places, except where they would mislead. Below 0.1 in
+/// magnitude, 3 significant digits (lr 0.0213, not 0.02; trailing zeros cut), below 0.001
+/// in scientific notation (eps 1.00e-8, weight decay 5.00e-4); and a short value the
+/// rounding would change is shown as it is (beta2 0.999, not 1.00).
+pub fn format_float(x: f64, decimals: usize) -> String {
+    let fixed = format!("{x:.decimals$}");
+    if x == 0.0 || !x.is_finite() {
+        return fixed;
+    }
+    if x.abs() < 1e-3 {
+        return format!("{x:.2e}");
+    }
+    if x.abs() < 0.1 {
+        let places = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+        let t = format!("{x:.places$}");
+        return t.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    let short = x.to_string();
+    let digits = short
+        .trim_start_matches(['-', '0', '.'])
+        .chars()
+        .filter(char::is_ascii_digit)
+        .count();
+    let changed = fixed.parse::<f64>().is_ok_and(|f| f != x);
+    if changed && digits <= 6 && !short.contains('e') {
+        short
+    } else {
+        fixed
     }
 }
 
@@ -238,6 +269,30 @@ mod tests {
         assert!(html.contains(">0.3</td>"), "{html}");
         let exactly = Html::new(&df).max_rows(100).to_html();
         assert_eq!(body_rows(&exactly), 100);
+    }
+
+    #[test]
+    fn floats_read_as_what_they_are() {
+        // (value, as shown with 2 decimals)
+        let cases = [
+            (47.03, "47.03"),
+            (40.836666666666666, "40.84"),
+            (0.999, "0.999"),
+            (0.9, "0.90"),
+            (0.95, "0.95"),
+            (0.021347891234, "0.0213"),
+            (0.05, "0.05"),
+            (-0.01, "-0.01"),
+            (1.0 / 3.0, "0.33"),
+            (5e-4, "5.00e-4"),
+            (1e-8, "1.00e-8"),
+            (0.0, "0.00"),
+            (1234567.891, "1234567.89"),
+            (f64::NAN, "NaN"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_float(x, 2), want, "{x}");
+        }
     }
 
     #[test]
