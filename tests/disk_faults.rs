@@ -89,6 +89,18 @@ fn temporaries(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The uninterrupted smoke run both tests compare with (its row and untimed log), run once.
+fn uninterrupted() -> (ResultRow, Vec<EvalRecord>) {
+    static RUN: std::sync::OnceLock<(ResultRow, Vec<EvalRecord>)> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = temp_dir("disk-faults-straight");
+        let (row, log) = run(&dir).expect("uninterrupted run");
+        let _ = std::fs::remove_dir_all(&dir);
+        (row, untimed(log))
+    })
+    .clone()
+}
+
 /// Writes zeros to `path` until the disk is full; the file is the space to free later.
 fn fill_disk(path: &Path) {
     use std::io::Write;
@@ -109,9 +121,7 @@ fn a_disk_that_fills_during_a_log_append_keeps_the_log_readable_and_the_run_resu
     let Some(disk) = Tmpfs::mount("disk-full-log", "64m") else {
         return;
     };
-    let straight_dir = temp_dir("disk-full-log-straight");
-    let (want_row, want_log) = run(&straight_dir).expect("uninterrupted run");
-    let want_log = untimed(want_log);
+    let (want_row, want_log) = uninterrupted();
 
     // Fill the disk right after the second Stage 2 trial is logged: at full fidelity the
     // next write is the next trial's log line.
@@ -165,7 +175,6 @@ fn a_disk_that_fills_during_a_log_append_keeps_the_log_readable_and_the_run_resu
     let (row, log) = run(&dir).expect("resumed run");
     assert_eq!(row, want_row);
     assert_eq!(untimed_sorted(log), untimed_sorted(want_log));
-    let _ = std::fs::remove_dir_all(&straight_dir);
 }
 
 #[test]
@@ -173,9 +182,7 @@ fn a_full_disk_and_a_read_only_disk_stop_the_run_cleanly_and_it_resumes_after() 
     let Some(disk) = Tmpfs::mount("disk-faults", "700k") else {
         return;
     };
-    let straight_dir = temp_dir("disk-faults-straight");
-    let (want_row, want_log) = run(&straight_dir).expect("uninterrupted run");
-    let want_log = untimed(want_log);
+    let (want_row, want_log) = uninterrupted();
 
     // 1. The disk fills up part way through.
     let dir = disk.dir.join("run");
@@ -216,5 +223,4 @@ fn a_full_disk_and_a_read_only_disk_stop_the_run_cleanly_and_it_resumes_after() 
     let (row, log) = run(&dir).expect("resumed run");
     assert_eq!(row, want_row);
     assert_eq!(untimed_sorted(log), untimed_sorted(want_log));
-    let _ = std::fs::remove_dir_all(&straight_dir);
 }
