@@ -33,7 +33,10 @@ for lib in cublas cublasLt nvrtc curand cudart; do
 done
 # libcuda.so is the driver's and ships with no wheel: link against a stub with its soname,
 # one empty function per driver symbol cudarc declares; the real library loads at run time.
-cudarc="$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.10 | head -1)"
+# On a fresh machine the registry is empty until cargo fetches the locked crates.
+cargo fetch --locked
+cudarc_version="$(grep -A1 '^name = "cudarc"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
+cudarc="$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-"$cudarc_version" | head -1)"
 if [ ! -f "$cuda/lib/stubs/libcuda.so" ]; then
   mkdir -p "$cuda/lib/stubs"
   grep -o 'pub unsafe fn cu[A-Za-z0-9_]*' "$cudarc/src/driver/sys/mod.rs" | sed 's/pub unsafe fn //' | sort -u \

@@ -166,6 +166,13 @@ impl Activation {
 
 fn params_var(op: Op, mode: OpParams, device: &Device, dtype: DType) -> crate::Result<Var> {
     let init = mode.init(op);
+    // The CUDA driver refuses a 0-byte allocation (CUDA_ERROR_INVALID_VALUE), so an operator
+    // without parameters keeps its empty vector on the CPU; nothing computes with it.
+    let device = if init.is_empty() {
+        &Device::Cpu
+    } else {
+        device
+    };
     let t = Tensor::from_vec(init.clone(), init.len(), device)?.to_dtype(dtype)?;
     Ok(Var::from_tensor(&t)?)
 }
