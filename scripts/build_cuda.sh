@@ -3,7 +3,7 @@
 # and no system CUDA: the CUDA 13.0 toolkit pieces come from PyPI wheels, compiled for
 # compute capability 9.0 (H100/H200), whose driver 580 runs CUDA 13.0.
 #
-#   scripts/build_cuda.sh   # -> target-cuda/release/safs, target-cuda/device_check.gz
+#   scripts/build_cuda.sh   # -> target-cuda/release/safs, target-cuda/{device_check,safs}.gz
 #
 # Knobs: SAFS_CUDA_PREFIX (where the toolkit is unpacked, default ~/.cache/safs/cuda13),
 # CUDA_COMPUTE_CAP (default 90), SAFS_CUDA_TARGET (cargo target dir, default target-cuda).
@@ -53,6 +53,9 @@ nvcc --version | tail -2
 cargo build --release --locked -p safs --features cuda --bin safs --example device_check
 # What travels to the GPU machine (64 MiB limit): the stripped, gzipped device check
 # (about 19 MB; the embedded PTX kernels make it 77 MB unpacked).
-strip -o "$CARGO_TARGET_DIR/device_check" "$CARGO_TARGET_DIR/release/examples/device_check"
-gzip -9 -f "$CARGO_TARGET_DIR/device_check"
-ls -la "$CARGO_TARGET_DIR/release/safs" "$CARGO_TARGET_DIR/device_check.gz"
+# The CLI likewise, for scripts/cuda_run.sh.
+for bin in release/examples/device_check release/safs; do
+  strip -o "$CARGO_TARGET_DIR/$(basename "$bin")" "$CARGO_TARGET_DIR/$bin"
+  gzip -9 -f "$CARGO_TARGET_DIR/$(basename "$bin")"
+done
+ls -la "$CARGO_TARGET_DIR/release/safs" "$CARGO_TARGET_DIR/device_check.gz" "$CARGO_TARGET_DIR/safs.gz"

@@ -14,16 +14,7 @@ if [ -f "$target/device_check.gz" ]; then   # what scripts/build_cuda.sh packs f
   bin="$(mktemp -d)/device_check"
   gunzip -c "$target/device_check.gz" > "$bin" && chmod +x "$bin"
 fi
-libs="$(python3 - <<'PY'
-import glob, os, site
-dirs = set()
-for root in site.getsitepackages() + [site.getusersitepackages()]:
-    for pattern in ("nvidia/cu13/lib", "nvidia/*/lib"):
-        dirs.update(d for d in glob.glob(os.path.join(root, pattern)) if os.path.isdir(d))
-print(":".join(sorted(dirs)))
-PY
-)"
-export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+source scripts/cuda_libs.sh
 {
   date -u +"%Y-%m-%d %H:%M:%S UTC"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
