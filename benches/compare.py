@@ -96,7 +96,7 @@ def main():
     notes = []
     for row in rows:
         s = med(row, "safs")
-        batch = 128 if "lenet5" in row else 64
+        batch = 256 if "lenet5" in row else 64  # as in bench.rs and torch_bench.py
         cells = [row, f"{s:.1f}", f"{batch / s * 1e3:.0f}", f"{max(results[(row, 'safs')]['rss']):.0f}"]
         if a.stock:
             st = med(row, "stock")

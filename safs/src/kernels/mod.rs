@@ -7,7 +7,9 @@
 //!
 //! - [`conv2d`], [`conv2d_bias`]: im2col + gemm forward, input gradient (skipped when the
 //!   input needs none, e.g. the first layer's images) and weight gradient; small feature maps
-//!   put several samples into one product;
+//!   put several samples into one product; few-channel f32 layers (LeNet-5's) run a direct
+//!   convolution in AVX2 registers for the forward pass and the weight gradient
+//!   (`SAFS_CONV_DIRECT=off` keeps them on im2col, for A/B runs);
 //! - [`depthwise_conv2d`]: direct loops, one filter per channel;
 //! - [`batch_norm_train`]: fused training-mode BatchNorm forward and backward;
 //! - [`max_pool2d`]: non-overlapping max pooling whose gradient goes to the window's argmax;
@@ -27,6 +29,7 @@ mod alloc;
 mod batchnorm;
 mod bias;
 mod conv;
+mod conv_direct;
 mod depthwise;
 mod gemm;
 mod pool;
@@ -62,6 +65,21 @@ pub fn enabled() -> bool {
         0 => {
             let on = !matches!(std::env::var("SAFS_KERNELS").as_deref(), Ok("stock"));
             set_enabled(on);
+            on
+        }
+        m => m == 1,
+    }
+}
+
+// The same for the direct convolution of few-channel layers (`SAFS_CONV_DIRECT=off`).
+static DIRECT_CONV: AtomicU8 = AtomicU8::new(0);
+
+/// Whether few-channel f32 convolutions may take the direct path (default on).
+pub(crate) fn direct_conv_enabled() -> bool {
+    match DIRECT_CONV.load(Ordering::Relaxed) {
+        0 => {
+            let on = !matches!(std::env::var("SAFS_CONV_DIRECT").as_deref(), Ok("off"));
+            DIRECT_CONV.store(if on { 1 } else { 2 }, Ordering::Relaxed);
             on
         }
         m => m == 1,
