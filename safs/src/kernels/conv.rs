@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithD
 use rayon::prelude::*;
 
 use super::bias::{add_channel_bias, ChannelSum, Dims};
-use super::conv_direct;
+use super::conv_direct::DirectConv;
 use super::gemm::{matmul, MatRef};
 use super::storage::{dispatch_float, gradient_op2, slice};
 use super::{split_mut, split_ranges, threads, use_custom};
@@ -286,7 +286,15 @@ pub(crate) fn gather_cols<T: WithDType>(
     }
 }
 
-fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+fn forward<T: WithDType + DirectConv>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    if let Some(y) = T::direct_forward(g, x, w, bias) {
+        return y;
+    }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
     let mut y = vec![T::from_f64(0.0); g.n * g.out_len()];
     let (ranges, inner) = plan(g.n);
@@ -370,7 +378,10 @@ fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
-fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
+fn weight_grad<T: WithDType + DirectConv>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
+    if let Some(dw) = T::direct_weight_grad(g, x, dy) {
+        return dw;
+    }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
     let (ranges, inner) = plan(g.n);
     let partials: Vec<Vec<T>> = ranges
@@ -433,18 +444,6 @@ impl ConvForward {
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        if matches!(s1, CpuStorage::F32(_)) && conv_direct::applies(g) {
-            let b: Option<&[f32]> = match bias {
-                Some((s3, l3)) => Some(slice(s3, l3, "conv2d bias")?),
-                None => None,
-            };
-            let (x, w) = (
-                slice(s1, l1, "conv2d input")?,
-                slice(s2, l2, "conv2d weight")?,
-            );
-            let y = conv_direct::forward(g, x, w, b);
-            return Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.ho, g.wo))));
-        }
         dispatch_float!(s1, "safs-conv2d", |T| {
             let b: Option<&[T]> = match bias {
                 Some((s3, l3)) => Some(slice(s3, l3, "conv2d bias")?),
@@ -572,31 +571,13 @@ gradient_op2!(
     |g| (g.n, g.cin, g.h, g.w)
 );
 
-impl CustomOp2 for ConvWeightGrad {
-    fn name(&self) -> &'static str {
-        "safs-conv2d-weight-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let shape = Shape::from((g.cout, g.cin / g.groups, g.kh, g.kw));
-        if matches!(s1, CpuStorage::F32(_)) && conv_direct::applies(g) {
-            let (x, dy) = (slice(s1, l1, "conv2d input")?, slice(s2, l2, "conv2d dy")?);
-            return Ok((CpuStorage::F32(conv_direct::weight_grad(g, x, dy)), shape));
-        }
-        dispatch_float!(s1, "safs-conv2d-weight-grad", |T| {
-            let x = slice(s1, l1, "conv2d input")?;
-            let dw = weight_grad::<T>(g, x, slice(s2, l2, "conv2d dy")?);
-            Ok((T::to_cpu_storage_owned(dw), shape))
-        })
-    }
-}
+gradient_op2!(
+    ConvWeightGrad,
+    "safs-conv2d-weight-grad",
+    weight_grad,
+    ("conv2d input", "conv2d dy"),
+    |g| (g.cout, g.cin / g.groups, g.kh, g.kw)
+);
 
 /// PyTorch's `conv2d(x, w, stride, padding, groups)` without bias, for (N, C, H, W) input.
 pub fn conv2d(

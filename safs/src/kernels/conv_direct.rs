@@ -102,6 +102,39 @@ impl Padded {
     }
 }
 
+/// The direct path for the element types that have one (f32); the im2col path asks first.
+pub(crate) trait DirectConv: Sized {
+    /// `conv2d(x, w) + bias`, or `None` where the direct path does not apply.
+    fn direct_forward(
+        g: &ConvGeom,
+        x: &[Self],
+        w: &[Self],
+        b: Option<&[Self]>,
+    ) -> Option<Vec<Self>>;
+    /// The weight gradient, or `None` where the direct path does not apply.
+    fn direct_weight_grad(g: &ConvGeom, x: &[Self], dy: &[Self]) -> Option<Vec<Self>>;
+}
+
+impl DirectConv for f32 {
+    fn direct_forward(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Option<Vec<f32>> {
+        applies(g).then(|| forward(g, x, w, b))
+    }
+
+    fn direct_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+        applies(g).then(|| weight_grad(g, x, dy))
+    }
+}
+
+impl DirectConv for f64 {
+    fn direct_forward(_: &ConvGeom, _: &[f64], _: &[f64], _: Option<&[f64]>) -> Option<Vec<f64>> {
+        None
+    }
+
+    fn direct_weight_grad(_: &ConvGeom, _: &[f64], _: &[f64]) -> Option<Vec<f64>> {
+        None
+    }
+}
+
 /// `y = conv2d(x, w) + bias` for (N, C_in, H, W) `x` and (C_out, C_in, kh, kw) `w`.
 pub(crate) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     match g.wo.div_ceil(LANES) {
