@@ -40,7 +40,11 @@ fn main() -> Result<()> {
     let proxies = ZeroCost::ALL;
     println!(
         "| run folder | plans | {} |",
-        proxies.map(|p| format!("Spearman {p}")).join(" | ")
+        proxies
+            .iter()
+            .map(|p| format!("Spearman {p}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
     println!("|---|---|{}", "---|".repeat(proxies.len()));
     let (mut all_scores, mut all_proxies) = (Vec::new(), vec![Vec::new(); proxies.len()]);
@@ -64,7 +68,7 @@ fn main() -> Result<()> {
         let mut scores = Vec::new();
         let mut values = vec![Vec::new(); proxies.len()];
         for r in &records {
-            let z = exp.zero_cost_scores(&r.plan, &proxies, batches)?;
+            let z = exp.zero_cost_scores(&r.plan, proxies, batches)?;
             scores.push(r.valid_acc);
             for (v, s) in values.iter_mut().zip(&z) {
                 v.push(*s);

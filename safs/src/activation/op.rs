@@ -1,7 +1,6 @@
 //! The unary operators an activation slot can hold, as Candle tensor code and as plain
 //! `f64` reference functions.
 
-use std::fmt;
 use std::str::FromStr;
 
 use candle_core::{Result, Tensor};
@@ -31,8 +30,21 @@ pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 
 /// A unary activation operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Op {
     /// `max(x, 0)`.
     Relu,
@@ -71,25 +83,7 @@ pub enum Op {
 }
 
 /// Every operator, in declaration order.
-pub const ALL: [Op; 17] = [
-    Op::Relu,
-    Op::Relu6,
-    Op::Hardswish,
-    Op::Swish,
-    Op::Tanhsoft1,
-    Op::Acon,
-    Op::Gelu,
-    Op::Srs,
-    Op::Elu,
-    Op::Selu,
-    Op::Tanh,
-    Op::Sigmoid,
-    Op::Softplus,
-    Op::Logsigmoid,
-    Op::Symlog,
-    Op::Symexp,
-    Op::Identity,
-];
+pub const ALL: &[Op] = <Op as strum::VariantArray>::VARIANTS;
 
 /// The candidate operators of the SAFS search space, in the paper's order.
 pub const SEARCH_SPACE: [Op; 13] = [
@@ -110,31 +104,13 @@ pub const SEARCH_SPACE: [Op; 13] = [
 
 impl Op {
     /// Every operator (same as the module-level [`ALL`]).
-    pub const ALL: [Op; 17] = ALL;
+    pub const ALL: &'static [Op] = ALL;
     /// The paper's candidates (same as the module-level [`SEARCH_SPACE`]).
     pub const SEARCH_SPACE: [Op; 13] = SEARCH_SPACE;
 
     /// The lowercase name, as used in configs and serde.
     pub fn name(self) -> &'static str {
-        match self {
-            Op::Relu => "relu",
-            Op::Relu6 => "relu6",
-            Op::Hardswish => "hardswish",
-            Op::Swish => "swish",
-            Op::Tanhsoft1 => "tanhsoft1",
-            Op::Acon => "acon",
-            Op::Gelu => "gelu",
-            Op::Srs => "srs",
-            Op::Elu => "elu",
-            Op::Selu => "selu",
-            Op::Tanh => "tanh",
-            Op::Sigmoid => "sigmoid",
-            Op::Softplus => "softplus",
-            Op::Logsigmoid => "logsigmoid",
-            Op::Symlog => "symlog",
-            Op::Symexp => "symexp",
-            Op::Identity => "identity",
-        }
+        self.into()
     }
 
     /// Applies the operator elementwise (any float dtype, shape and device; differentiable).
@@ -235,20 +211,6 @@ impl Op {
     }
 }
 
-/// Every valid name, comma-separated (for error messages).
-fn valid_names() -> String {
-    ALL.iter()
-        .map(|op| op.name())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for Op {
     type Err = Error;
 
@@ -257,13 +219,10 @@ impl FromStr for Op {
         if lower == "silu" {
             return Ok(Op::Swish);
         }
-        ALL.iter()
-            .copied()
-            .find(|op| op.name() == lower)
-            .ok_or_else(|| Error::UnknownOp {
-                name: s.to_string(),
-                valid: valid_names(),
-            })
+        crate::util::parse_variant(&lower, str::to_string).ok_or_else(|| Error::UnknownOp {
+            name: s.to_string(),
+            valid: crate::util::variant_names::<Op>(),
+        })
     }
 }
 
@@ -435,7 +394,7 @@ mod tests {
     #[test]
     fn activation_apply_matches_eval_f64() {
         let xs = grid();
-        for op in ALL {
+        for &op in ALL {
             let ys = apply_vec(op, &xs, DType::F64);
             for (x, y) in xs.iter().zip(&ys) {
                 let r = op.eval_f64(*x);
@@ -448,7 +407,7 @@ mod tests {
     fn activation_apply_any_shape_f32() {
         let xs = grid();
         let n = xs.len();
-        for op in ALL {
+        for &op in ALL {
             let t = Tensor::new(xs.as_slice(), &Device::Cpu)
                 .unwrap()
                 .to_dtype(DType::F32)
@@ -470,7 +429,7 @@ mod tests {
     fn activation_backward_matches_finite_differences() {
         let xs = grid();
         let h = 1e-6;
-        for op in ALL {
+        for &op in ALL {
             let gs = grad_vec(op, &xs, DType::F64);
             for (x, g) in xs.iter().zip(&gs) {
                 let fd = (op.eval_f64(x + h) - op.eval_f64(x - h)) / (2.0 * h);
@@ -482,7 +441,7 @@ mod tests {
     #[test]
     fn activation_large_inputs_finite_f32() {
         let xs = [1e4, -1e4, 88.0, -88.0, 0.0];
-        for op in ALL {
+        for &op in ALL {
             let ys = apply_vec(op, &xs, DType::F32);
             let gs = grad_vec(op, &xs, DType::F32);
             for ((x, y), g) in xs.iter().zip(&ys).zip(&gs) {
@@ -492,7 +451,7 @@ mod tests {
         }
         // and f64 at extremes
         let xs = [1e300, -1e300, 1e4, -1e4, 800.0, -800.0];
-        for op in ALL {
+        for &op in ALL {
             for (x, y) in xs.iter().zip(apply_vec(op, &xs, DType::F64)) {
                 assert!(y.is_finite(), "{op}({x}) = {y}");
             }
@@ -546,7 +505,7 @@ mod tests {
 
     #[test]
     fn activation_names_round_trip() {
-        for op in ALL {
+        for &op in ALL {
             assert_eq!(op.name().parse::<Op>().unwrap(), op);
             assert_eq!(op.to_string().to_uppercase().parse::<Op>().unwrap(), op);
             let json = serde_json::to_string(&op).unwrap();
@@ -559,7 +518,7 @@ mod tests {
         let err = "mish".parse::<Op>().unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("'mish'"), "{msg}");
-        for op in ALL {
+        for &op in ALL {
             assert!(msg.contains(op.name()), "{msg} lacks {op}");
         }
         assert!(matches!(err, Error::UnknownOp { .. }));

@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn values_equal_the_scalar_references() {
-        for op in Op::ALL {
+        for &op in Op::ALL {
             let th = params(op);
             for u in US {
                 let want = op.eval_f64_with(u, &th[..op.num_params()]);
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn slopes_match_central_differences_of_the_references() {
         let h = 1e-6;
-        for op in Op::ALL {
+        for &op in Op::ALL {
             let th = params(op);
             let n = op.num_params();
             for u in US {
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn f32_agrees_with_f64() {
-        for op in Op::ALL {
+        for &op in Op::ALL {
             let th = params(op);
             let th32 = th.map(|t| t as f32);
             for u in US {

@@ -5,7 +5,6 @@
 //! by a seeded shuffle into `60k - valid_size` training and `valid_size` validation images
 //! (default [`MNIST_VALID`] = 10k); the 10k test images stay separate.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -22,8 +21,21 @@ pub const MNIST_VALID: usize = 10_000;
 pub const MNIST_CLASSES: usize = 10;
 
 /// Which MNIST-like data set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum MnistKind {
     /// LeCun's handwritten digits (`"mnist"`).
     Mnist,
@@ -34,10 +46,7 @@ pub enum MnistKind {
 impl MnistKind {
     /// The name used in configs and as the data sub-directory: `mnist` or `fashion-mnist`.
     pub fn name(self) -> &'static str {
-        match self {
-            MnistKind::Mnist => "mnist",
-            MnistKind::FashionMnist => "fashion-mnist",
-        }
+        self.into()
     }
 
     /// The usual normalisation constants of the data set.
@@ -49,23 +58,14 @@ impl MnistKind {
     }
 }
 
-impl fmt::Display for MnistKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for MnistKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mnist" => Ok(MnistKind::Mnist),
-            "fashion-mnist" => Ok(MnistKind::FashionMnist),
-            _ => Err(Error::Config(format!(
-                "unknown data set '{s}'; expected 'mnist' or 'fashion-mnist'"
-            ))),
-        }
+        crate::util::parse_variant(s, str::to_string).ok_or_else(|| {
+            let valid = crate::util::variant_names::<Self>();
+            Error::Config(format!("unknown data set '{s}'; expected one of {valid}"))
+        })
     }
 }
 

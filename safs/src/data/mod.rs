@@ -58,7 +58,6 @@ pub mod pickle_write;
 pub mod standin;
 pub mod tar;
 
-use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -87,44 +86,49 @@ pub use mnist::{
 
 /// The data sets the crate loads, by their config names.
 #[allow(non_camel_case_types)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 pub enum DatasetKind {
     /// MNIST (`"mnist"`): 1x28x28, 10 classes.
     #[serde(rename = "mnist")]
+    #[strum(serialize = "mnist")]
     Mnist,
     /// Fashion-MNIST (`"fashion-mnist"`): 1x28x28, 10 classes.
     #[serde(rename = "fashion-mnist")]
+    #[strum(serialize = "fashion-mnist")]
     FashionMnist,
     /// CIFAR-10 (`"cifar10"`): 3x32x32, 10 classes.
     #[serde(rename = "cifar10")]
+    #[strum(serialize = "cifar10")]
     Cifar10,
     /// ImageNet-16, all classes (`"imagenet16"`): 3x16x16, 1000 classes.
     #[serde(rename = "imagenet16")]
+    #[strum(serialize = "imagenet16")]
     ImageNet16,
     /// NAS-Bench-201's ImageNet16-120 (`"imagenet16-120"`): 3x16x16, 120 classes.
     #[serde(rename = "imagenet16-120")]
+    #[strum(serialize = "imagenet16-120")]
     ImageNet16_120,
 }
 
 impl DatasetKind {
     /// All kinds, in declaration order.
-    pub const ALL: [DatasetKind; 5] = [
-        DatasetKind::Mnist,
-        DatasetKind::FashionMnist,
-        DatasetKind::Cifar10,
-        DatasetKind::ImageNet16,
-        DatasetKind::ImageNet16_120,
-    ];
+    pub const ALL: &'static [DatasetKind] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The config name: `mnist`, `fashion-mnist`, `cifar10`, `imagenet16`, `imagenet16-120`.
     pub fn name(self) -> &'static str {
-        match self {
-            DatasetKind::Mnist => "mnist",
-            DatasetKind::FashionMnist => "fashion-mnist",
-            DatasetKind::Cifar10 => "cifar10",
-            DatasetKind::ImageNet16 => "imagenet16",
-            DatasetKind::ImageNet16_120 => "imagenet16-120",
-        }
+        self.into()
     }
 
     /// The folder under the data root: `mnist`, `fashion-mnist`, `cifar10`, or `imagenet16`
@@ -228,26 +232,14 @@ impl From<MnistKind> for DatasetKind {
     }
 }
 
-impl fmt::Display for DatasetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for DatasetKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        DatasetKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = DatasetKind::ALL.iter().map(|k| k.name()).collect();
-                Error::Config(format!(
-                    "unknown data set '{s}'; expected one of {}",
-                    names.join(", ")
-                ))
-            })
+        crate::util::parse_variant(s, str::to_string).ok_or_else(|| {
+            let valid = crate::util::variant_names::<Self>();
+            Error::Config(format!("unknown data set '{s}'; expected one of {valid}"))
+        })
     }
 }
 
@@ -258,7 +250,7 @@ mod kind_tests {
 
     #[test]
     fn names_serde_and_properties() {
-        for k in DatasetKind::ALL {
+        for &k in DatasetKind::ALL {
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(json, format!("\"{}\"", k.name()));
             assert_eq!(serde_json::from_str::<DatasetKind>(&json).unwrap(), k);

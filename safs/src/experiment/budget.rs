@@ -1,6 +1,5 @@
 //! Budget presets: how much data and how many epochs, steps and trials each stage gets.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -8,8 +7,20 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// A named budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum BudgetPreset {
     /// Seconds: tiny data slices, for tests and CI.
     Smoke,
@@ -21,28 +32,14 @@ pub enum BudgetPreset {
     Paper,
 }
 
-impl fmt::Display for BudgetPreset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BudgetPreset::Smoke => "smoke",
-            BudgetPreset::Cpu => "cpu",
-            BudgetPreset::Paper => "paper",
-        })
-    }
-}
-
 impl FromStr for BudgetPreset {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "smoke" => Ok(BudgetPreset::Smoke),
-            "cpu" => Ok(BudgetPreset::Cpu),
-            "paper" => Ok(BudgetPreset::Paper),
-            _ => Err(Error::Config(format!(
-                "unknown budget '{s}'; valid: smoke, cpu, paper"
-            ))),
-        }
+        crate::util::parse_variant(s, str::to_ascii_lowercase).ok_or_else(|| {
+            let valid = crate::util::variant_names::<Self>();
+            Error::Config(format!("unknown budget '{s}'; valid: {valid}"))
+        })
     }
 }
 

@@ -315,7 +315,7 @@ mod tests {
             .affine(4.0, 0.0)?
             .to_dtype(dtype)?;
         let r = random(&[2, 3, 5, 7], 91)?.to_dtype(dtype)?;
-        for op in Op::ALL {
+        for &op in Op::ALL {
             let run = |fused: bool| -> Result<Vec<Tensor>> {
                 let mut slot = Activation::new(op, &dev, dtype)?;
                 slot.set_params_mode(OpParams::LearntFromOne);

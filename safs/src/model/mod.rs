@@ -21,7 +21,6 @@ mod resnet;
 pub(crate) mod testutil;
 mod vgg;
 
-use std::fmt;
 use std::str::FromStr;
 
 use candle_core::{Device, Tensor, Var};
@@ -228,8 +227,20 @@ impl Scale {
 }
 
 /// The models this crate builds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ModelKind {
     /// LeNet-5 for 28x28 grey images.
     #[serde(alias = "lenet-5")]
@@ -245,28 +256,17 @@ pub enum ModelKind {
     Resnet18,
     /// EfficientNet-B0 for small images, as the SAFS reference builds it.
     #[serde(rename = "efficientnet_b0", alias = "efficientnet-b0")]
+    #[strum(serialize = "efficientnet_b0")]
     EfficientnetB0,
 }
 
 impl ModelKind {
     /// Every model kind.
-    pub const ALL: [ModelKind; 5] = [
-        ModelKind::Lenet5,
-        ModelKind::Vgg11,
-        ModelKind::Vgg16,
-        ModelKind::Resnet18,
-        ModelKind::EfficientnetB0,
-    ];
+    pub const ALL: &'static [ModelKind] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Lenet5 => "lenet5",
-            ModelKind::Vgg11 => "vgg11",
-            ModelKind::Vgg16 => "vgg16",
-            ModelKind::Resnet18 => "resnet18",
-            ModelKind::EfficientnetB0 => "efficientnet_b0",
-        }
+        self.into()
     }
 
     /// The activation the architecture uses by default (ReLU, swish for EfficientNet).
@@ -333,12 +333,6 @@ impl ModelKind {
     }
 }
 
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for ModelKind {
     type Err = Error;
 
@@ -350,14 +344,10 @@ impl FromStr for ModelKind {
                 .flat_map(char::to_lowercase)
                 .collect()
         };
-        let wanted = key(s);
-        Self::ALL
-            .into_iter()
-            .find(|k| key(k.name()) == wanted)
-            .ok_or_else(|| {
-                let valid: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                Error::Config(format!("unknown model '{s}'; valid: {}", valid.join(", ")))
-            })
+        crate::util::parse_variant(s, key).ok_or_else(|| {
+            let valid = crate::util::variant_names::<Self>();
+            Error::Config(format!("unknown model '{s}'; valid: {valid}"))
+        })
     }
 }
 
@@ -367,7 +357,7 @@ mod tests {
 
     #[test]
     fn model_kind_names_parse_and_serde() {
-        for k in ModelKind::ALL {
+        for &k in ModelKind::ALL {
             assert_eq!(k.name().parse::<ModelKind>().unwrap(), k);
             assert_eq!(k.to_string(), k.name());
             let json = serde_json::to_string(&k).unwrap();
@@ -398,7 +388,7 @@ mod tests {
     #[test]
     fn built_names_match_kinds_and_scale_is_checked() -> Result<()> {
         let dev = Device::Cpu;
-        for k in ModelKind::ALL {
+        for &k in ModelKind::ALL {
             let width = if k == ModelKind::Lenet5 { 1.0 } else { 0.125 };
             let m = k.build_scaled(10, width, 0, &dev)?;
             assert_eq!(m.name(), k.name());

@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn plot_palette_op_styles_distinct() {
         let mut seen = std::collections::HashSet::new();
-        for op in ALL {
+        for &op in ALL {
             let (c, s) = op_style(op);
             assert!(seen.insert((c, s as u8)), "{op} shares its style");
         }

@@ -110,7 +110,7 @@ fn plot_operators_curves() {
     texts.extend(SEARCH_SPACE.iter().map(|op| op.name()));
     assert_svg(&chart, &texts);
     assert_eq!((chart.width(), chart.height()), (860, 520));
-    let d = operator_derivatives(&ALL, (-3.0, 3.0)).unwrap();
+    let d = operator_derivatives(ALL, (-3.0, 3.0)).unwrap();
     assert_svg(&d, &["derivative d op/dx (central difference)", "symexp"]);
     let s = scaled_operator(
         Op::Swish,

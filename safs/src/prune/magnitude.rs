@@ -1,6 +1,5 @@
 //! Choosing which weights to zero: per layer or across all layers.
 
-use std::fmt;
 use std::str::FromStr;
 
 use candle_core::Tensor;
@@ -11,8 +10,20 @@ use crate::model::{Network, Param};
 use crate::{Error, Result};
 
 /// How weights to prune are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum PruneMethod {
     /// The same ratio in every layer (the paper's LWM).
     Layerwise,
@@ -73,26 +84,17 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     true
 }
 
-impl fmt::Display for PruneMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PruneMethod::Layerwise => "layerwise",
-            PruneMethod::Global => "global",
-        })
-    }
-}
-
 impl FromStr for PruneMethod {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "layerwise" | "lwm" => Ok(PruneMethod::Layerwise),
-            "global" => Ok(PruneMethod::Global),
-            _ => Err(Error::Config(format!(
-                "unknown pruning method '{s}'; valid: layerwise, global"
-            ))),
+        if s.eq_ignore_ascii_case("lwm") {
+            return Ok(PruneMethod::Layerwise); // the paper's name for it
         }
+        crate::util::parse_variant(s, str::to_ascii_lowercase).ok_or_else(|| {
+            let valid = crate::util::variant_names::<Self>();
+            Error::Config(format!("unknown pruning method '{s}'; valid: {valid}"))
+        })
     }
 }
 

@@ -13,7 +13,6 @@
 //! docs/results.md reports how well each ranks LeNet-5 plans at 99% against their
 //! full-fidelity score (`examples/zero_cost_screen.rs`).
 
-use std::fmt;
 use std::str::FromStr;
 
 use candle_core::{DType, Tensor};
@@ -23,8 +22,21 @@ use crate::prune::Masks;
 use crate::{Error, Result};
 
 /// A zero-cost proxy (larger = predicted better).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ZeroCost {
     /// Sum of the per-layer gradient norms on the first minibatch.
     GradNorm,
@@ -36,15 +48,11 @@ pub enum ZeroCost {
 
 impl ZeroCost {
     /// Every proxy.
-    pub const ALL: [ZeroCost; 3] = [ZeroCost::GradNorm, ZeroCost::Zico, ZeroCost::Synflow];
+    pub const ALL: &'static [ZeroCost] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The name used in configs and tables.
     pub fn name(self) -> &'static str {
-        match self {
-            ZeroCost::GradNorm => "grad_norm",
-            ZeroCost::Zico => "zico",
-            ZeroCost::Synflow => "synflow",
-        }
+        self.into()
     }
 
     /// Minibatches the proxy needs (SynFlow: none).
@@ -57,24 +65,14 @@ impl ZeroCost {
     }
 }
 
-impl fmt::Display for ZeroCost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for ZeroCost {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown zero-cost proxy '{s}' (grad_norm, zico, synflow)"
-                ))
-            })
+        crate::util::parse_variant(s, str::to_string).ok_or_else(|| {
+            let valid = crate::util::variant_names::<Self>();
+            Error::Config(format!("unknown zero-cost proxy '{s}' ({valid})"))
+        })
     }
 }
 
@@ -262,7 +260,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_too_few_batches_is_an_error() -> Result<()> {
-        for p in ZeroCost::ALL {
+        for &p in ZeroCost::ALL {
             assert_eq!(p.name().parse::<ZeroCost>()?, p);
         }
         assert!("naswot".parse::<ZeroCost>().is_err());
