@@ -30,20 +30,9 @@ pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 
 /// A unary activation operator.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::VariantArray,
-    strum::IntoStaticStr,
-    strum::Display,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::VariantArray, strum::IntoStaticStr, strum::Display)]
 #[strum(serialize_all = "lowercase")]
 pub enum Op {
     /// `max(x, 0)`.

@@ -21,20 +21,9 @@ pub const MNIST_VALID: usize = 10_000;
 pub const MNIST_CLASSES: usize = 10;
 
 /// Which MNIST-like data set.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::VariantArray,
-    strum::IntoStaticStr,
-    strum::Display,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[derive(strum::VariantArray, strum::IntoStaticStr, strum::Display)]
 #[strum(serialize_all = "kebab-case")]
 pub enum MnistKind {
     /// LeCun's handwritten digits (`"mnist"`).

@@ -85,20 +85,9 @@ pub use mnist::{
 };
 
 /// The data sets the crate loads, by their config names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[allow(non_camel_case_types)]
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::VariantArray,
-    strum::IntoStaticStr,
-    strum::Display,
-)]
+#[derive(strum::VariantArray, strum::IntoStaticStr, strum::Display)]
 pub enum DatasetKind {
     /// MNIST (`"mnist"`): 1x28x28, 10 classes.
     #[serde(rename = "mnist")]
