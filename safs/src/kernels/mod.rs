@@ -61,14 +61,7 @@ pub fn set_enabled(on: bool) {
 
 /// Whether the custom CPU kernels are in use (default on; `SAFS_KERNELS=stock` turns them off).
 pub fn enabled() -> bool {
-    match MODE.load(Ordering::Relaxed) {
-        0 => {
-            let on = !matches!(std::env::var("SAFS_KERNELS").as_deref(), Ok("stock"));
-            set_enabled(on);
-            on
-        }
-        m => m == 1,
-    }
+    switch(&MODE, "SAFS_KERNELS", "stock")
 }
 
 // The same for the direct convolution of few-channel layers (`SAFS_CONV_DIRECT=off`).
@@ -76,10 +69,16 @@ static DIRECT_CONV: AtomicU8 = AtomicU8::new(0);
 
 /// Whether few-channel f32 convolutions may take the direct path (default on).
 pub(crate) fn direct_conv_enabled() -> bool {
-    match DIRECT_CONV.load(Ordering::Relaxed) {
+    switch(&DIRECT_CONV, "SAFS_CONV_DIRECT", "off")
+}
+
+/// A process-wide switch, on unless the environment variable `var` reads `off` (read once,
+/// then kept in `cell`: 0 = not yet read, 1 = on, 2 = off).
+fn switch(cell: &AtomicU8, var: &str, off: &str) -> bool {
+    match cell.load(Ordering::Relaxed) {
         0 => {
-            let on = !matches!(std::env::var("SAFS_CONV_DIRECT").as_deref(), Ok("off"));
-            DIRECT_CONV.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            let on = std::env::var(var).map_or(true, |v| v != off);
+            cell.store(if on { 1 } else { 2 }, Ordering::Relaxed);
             on
         }
         m => m == 1,
