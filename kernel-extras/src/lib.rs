@@ -13,7 +13,7 @@
 //! use kernel_extras::{NotebookProgress, Show, Table1};
 //! # fn cell() -> safs::Result<()> {
 //! # let mut exp: safs::experiment::Experiment = unimplemented!();
-//! // a cell that runs the experiment; one progress line per evaluation goes to stderr
+//! // a cell that runs the experiment; one progress line per evaluation goes to stdout
 //! let mut progress = NotebookProgress::new();
 //! let row = exp.run(&mut progress.observer())?;
 //! // a cell ending in any of these shows it richly:

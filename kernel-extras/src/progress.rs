@@ -59,7 +59,7 @@ impl StageLog {
 
 /// An experiment observer for notebooks: pass `&mut progress.observer()` to
 /// `Experiment::run`. It writes one line per stage start, finished evaluation and stage
-/// end to stderr (or any writer), then the Table 1 row, and keeps every record for charts.
+/// end to stdout (or any writer), then the Table 1 row, and keeps every record for charts.
 pub struct NotebookProgress {
     out: Box<dyn Write + Send>,
     epochs: bool,
@@ -86,9 +86,10 @@ impl Default for NotebookProgress {
 }
 
 impl NotebookProgress {
-    /// Progress lines to stderr (streamed by evcxr as they happen).
+    /// Progress lines to stdout, streamed by evcxr as they happen (on stderr, Jupyter would
+    /// paint them as an error block).
     pub fn new() -> Self {
-        Self::to_writer(std::io::stderr())
+        Self::to_writer(std::io::stdout())
     }
 
     /// Progress lines to `out`.
