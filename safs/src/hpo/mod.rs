@@ -15,18 +15,22 @@
 //! ```
 
 mod bohb;
+pub mod importance;
 pub mod random;
 pub mod safs_space;
 pub mod space;
 pub mod tpe;
+pub mod trials;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use bohb::run_hpo_at;
+pub use importance::{importance, Importance, ImportanceConfig};
 pub use safs_space::{flatten_config, reference_space, safs_space, train_config_from, HpoSpace};
 pub use space::{Condition, Config, Domain, Param, Space, Value};
+pub use trials::{ParamColumn, ParamKind, TrialTable};
 
 use crate::{Error, Result};
 

@@ -180,6 +180,7 @@ pub fn operator_plan(plan: &ActivationPlan) -> Result<Chart> {
         tiles,
         cols,
         caption: "activation slot (forward order) → chosen operator".into(),
+        ..Default::default()
     };
     let width = (cols as u32 * 96 + 40).max(420);
     let height = 40 + rows as u32 * 70 + 70;

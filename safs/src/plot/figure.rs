@@ -29,6 +29,8 @@ pub(crate) enum Panel {
     Bars(BarPanel),
     /// Labelled coloured tiles.
     Tiles(TilePanel),
+    /// Parallel coordinates.
+    Parallel(ParallelPanel),
 }
 
 /// How a series is drawn.
@@ -128,6 +130,33 @@ pub(crate) struct TilePanel {
     pub tiles: Vec<Tile>,
     pub cols: usize,
     pub caption: String,
+    /// A label left of each row (none when empty).
+    pub row_labels: Vec<String>,
+    /// A label above each column (none when empty).
+    pub col_labels: Vec<String>,
+}
+
+/// One axis of a [`ParallelPanel`]: its name and tick labels at positions in 0..=1.
+#[derive(Clone, Debug)]
+pub(crate) struct ParallelAxis {
+    pub name: String,
+    pub ticks: Vec<(f64, String)>,
+}
+
+/// One row of a [`ParallelPanel`]: a value in 0..=1 per axis (NaN breaks the line).
+#[derive(Clone, Debug)]
+pub(crate) struct ParallelLine {
+    pub values: Vec<f64>,
+    pub color: Rgb,
+}
+
+/// Parallel coordinates: axes left to right, lines drawn in order (last on top), a
+/// caption below.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ParallelPanel {
+    pub axes: Vec<ParallelAxis>,
+    pub lines: Vec<ParallelLine>,
+    pub caption: String,
 }
 
 /// A legend line: a name and how its mark looks.
@@ -208,7 +237,7 @@ pub(crate) fn legend_entries(figure: &Figure) -> Vec<LegendEntry> {
         let lines = match panel {
             Panel::Xy(p) => &p.h_lines[..],
             Panel::Bars(p) => &p.ref_lines[..],
-            Panel::Tiles(_) => &[][..],
+            Panel::Tiles(_) | Panel::Parallel(_) => &[][..],
         };
         for l in lines {
             push(LegendEntry {
@@ -297,6 +326,7 @@ pub(crate) fn draw_figure<DB: DrawingBackend>(
             Panel::Xy(p) => super::xy::draw_xy(area, p)?,
             Panel::Bars(p) => super::bars::draw_bars(area, p)?,
             Panel::Tiles(p) => super::tiles::draw_tiles(area, p)?,
+            Panel::Parallel(p) => super::parallel::draw_parallel(area, p)?,
         }
     }
     root.present().map_err(plot_err)

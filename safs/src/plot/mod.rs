@@ -29,12 +29,14 @@ mod activation;
 mod bars;
 mod figure;
 pub mod palette;
+mod parallel;
 mod png;
 mod results;
 mod search;
 mod seeds;
 mod tiles;
 mod training;
+mod trials;
 mod xy;
 
 #[cfg(test)]
@@ -52,6 +54,7 @@ pub use results::{accuracy_vs_prune_rate, sparsity_per_layer, table1_comparison}
 pub use search::{hpo_history, hpo_top_trials, search_steps_chart, search_trajectory};
 pub use seeds::{arm_curves, learnt_scales, seed_summary_chart};
 pub use training::training_curves;
+pub use trials::{hpo_importance, hpo_parallel_coordinates, operator_choices, MAX_AXES, MAX_BARS};
 
 use figure::{draw_figure, Figure};
 

@@ -1,13 +1,12 @@
 //! The Stage 1 search and the Stage 2 HPO over time, and the best HPO trials as a table.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use polars::prelude::{Column, DataFrame};
 
 use super::figure::{Figure, Mark, Panel, Series, Shape, XyPanel};
 use super::palette::{Stroke, BLACK, BLUE, ORANGE, SKY_BLUE, VERMILLION};
 use super::Chart;
 use crate::experiment::{Arm, EvalRecord, EvalStatus, Stage};
+use crate::report::{flat_hparams, hparam_columns, hparam_keys};
 use crate::search::SearchStep;
 use crate::{Error, Result};
 
@@ -144,7 +143,7 @@ fn record_points(records: &[&EvalRecord]) -> Vec<Point> {
 }
 
 /// What a stage searches, for titles.
-fn stage_title(stage: Stage) -> String {
+pub(super) fn stage_title(stage: Stage) -> String {
     match stage {
         Stage::Search(Arm::Stage1) => "Stage 1 operator search".into(),
         Stage::Search(Arm::Stage2) => "Stage 2 HPO (ReLU plan)".into(),
@@ -206,49 +205,14 @@ pub fn hpo_history(records: &[EvalRecord], stage: Stage) -> Result<Chart> {
     )
 }
 
-/// Flattens nested JSON objects into dotted keys (`optimizer.lr`).
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.clone());
-        }
-    }
-}
-
 /// The `k` best finished trials of `stage` as a table: `rank`, `trial`, `valid_acc`, then
 /// one column per hyperparameter that varies across the stage's trials (nested settings
-/// as dotted names such as `optimizer.lr`; numbers as floats, the rest as text).
+/// as dotted names such as `optimizer.lr`; whole numbers as integers, other numbers as
+/// floats, the rest as text).
 pub fn hpo_top_trials(records: &[EvalRecord], stage: Stage, k: usize) -> Result<DataFrame> {
     let of_stage = stage_records(records, stage)?;
-    let flat: Vec<BTreeMap<String, serde_json::Value>> = of_stage
-        .iter()
-        .map(|r| {
-            let mut out = BTreeMap::new();
-            for (key, v) in &r.hparams {
-                flatten(key, v, &mut out);
-            }
-            out
-        })
-        .collect();
-    let keys: BTreeSet<&String> = flat.iter().flat_map(|m| m.keys()).collect();
-    let varying: Vec<&String> = keys
-        .iter()
-        .copied()
-        .filter(|key| {
-            let first = flat[0].get(*key);
-            flat.iter().any(|m| m.get(*key) != first)
-        })
-        .collect();
+    let flat: Vec<_> = of_stage.iter().map(|r| flat_hparams(&r.hparams)).collect();
+    let varying = hparam_keys(&flat, true);
     let mut best: Vec<usize> = (0..of_stage.len())
         .filter(|&i| of_stage[i].status == EvalStatus::Ok && of_stage[i].valid_acc.is_finite())
         .collect();
@@ -281,37 +245,11 @@ pub fn hpo_top_trials(records: &[EvalRecord], stage: Stage, k: usize) -> Result<
                 .collect::<Vec<_>>(),
         ),
     ];
-    for key in varying {
-        let values: Vec<Option<&serde_json::Value>> =
-            best.iter().map(|&i| flat[i].get(key)).collect();
-        let numeric = values
-            .iter()
-            .flatten()
-            .all(|v| v.is_number() || v.is_null());
-        let column = if numeric {
-            Column::new(
-                key.as_str().into(),
-                values
-                    .iter()
-                    .map(|v| v.and_then(|v| v.as_f64()))
-                    .collect::<Vec<_>>(),
-            )
-        } else {
-            Column::new(
-                key.as_str().into(),
-                values
-                    .iter()
-                    .map(|v| {
-                        v.and_then(|v| match v {
-                            serde_json::Value::Null => None,
-                            serde_json::Value::String(s) => Some(s.clone()),
-                            other => Some(other.to_string()),
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        };
-        columns.push(column);
-    }
+    let best_flat: Vec<_> = best.iter().map(|&i| flat[i].clone()).collect();
+    columns.extend(hparam_columns(
+        &best_flat,
+        &varying,
+        &["rank", "trial", "valid_acc"],
+    ));
     Ok(DataFrame::new(n, columns)?)
 }

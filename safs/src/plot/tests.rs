@@ -567,6 +567,9 @@ fn plot_gallery() {
         ("accuracy_vs_prune_rate", accuracy_vs_prune_rate(&rows).unwrap()),
         ("sparsity_per_layer", sparsity_per_layer(&layers).unwrap()),
         ("table1_comparison", table1_comparison(&ours, &paper_table1()[0]).unwrap()),
+        ("hpo_parallel_coordinates", hpo_parallel_coordinates(&paper_run(3), Stage::Search(Arm::Stage2)).unwrap()),
+        ("hpo_importance", hpo_importance(&paper_run(3), Stage::Search(Arm::Stage2)).unwrap()),
+        ("operator_choices", operator_choices(&(0..4).map(|s| (format!("seed {s}"), paper_run(s).iter().find(|r| r.stage == Stage::Final(Arm::Safs)).unwrap().plan.clone())).collect::<Vec<_>>()).unwrap()),
     ];
     for (name, chart) in charts {
         chart.save_svg(dir.join(format!("{name}.svg"))).unwrap();
@@ -686,4 +689,118 @@ fn plot_arm_curves_and_learnt_scales() {
     );
     r.alphas.pop();
     assert_config_err(learnt_scales(&r), "no scales");
+}
+
+/// The evaluation log of a committed real-MNIST run (paper budget, successive halving).
+fn paper_run(seed: u32) -> Vec<EvalRecord> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../docs/runs/lenet5_mnist-paper-sh-seed{seed}/evals.jsonl"
+    ));
+    crate::report::read_evals_jsonl(&path).unwrap()
+}
+
+#[test]
+fn plot_parallel_coordinates_of_a_real_stage2() {
+    let recs = paper_run(3);
+    let stage = Stage::Search(Arm::Stage2);
+    let chart = hpo_parallel_coordinates(&recs, stage).unwrap();
+    // 20 trials ran 2 epochs (the first rung); the 9 that went on are not counted twice.
+    assert_svg(
+        &chart,
+        &[
+            "Stage 2 HPO (ReLU plan): 20 trials in parallel coordinates",
+            "optimizer.lr (log)",
+            "optimizer.name",
+            "schedule.name",
+            "valid acc (%)",
+            "2 epochs each",
+        ],
+    );
+    let Panel::Parallel(p) = &chart.figure.panels[0] else {
+        panic!("not a parallel-coordinate panel");
+    };
+    assert_eq!(p.lines.len(), 20);
+    assert!(p.axes.len() <= MAX_AXES + 1);
+    assert_eq!(p.axes.last().unwrap().name, "valid acc (%)");
+    // Every line ends on the score axis at its score's place, the best (drawn last) at 1.
+    assert_eq!(p.lines.last().unwrap().values.last(), Some(&1.0));
+    assert!(p.lines.iter().all(|l| l.values.len() == p.axes.len()));
+    // The categorical axis names every optimizer the trials used.
+    let opt = p.axes.iter().find(|a| a.name == "optimizer.name").unwrap();
+    let used: std::collections::BTreeSet<String> = recs
+        .iter()
+        .filter(|r| r.stage == stage)
+        .filter_map(|r| r.hparams["optimizer"]["name"].as_str().map(String::from))
+        .collect();
+    let ticks: std::collections::BTreeSet<String> = opt.ticks.iter().map(|t| t.1.clone()).collect();
+    assert_eq!(ticks, used);
+    assert_config_err(
+        hpo_parallel_coordinates(&recs, Stage::Dense),
+        "no hyperparameter",
+    );
+}
+
+#[test]
+fn plot_importance_of_a_real_stage2() {
+    let recs = paper_run(3);
+    let chart = hpo_importance(&recs, Stage::Search(Arm::Safs)).unwrap();
+    assert_svg(
+        &chart,
+        &[
+            "SAFS HPO (Stage 1 plan): hyperparameter importance",
+            "random forest on 20 trials",
+            "optimizer.lr",
+            "share of the variance",
+        ],
+    );
+    let Panel::Bars(p) = &chart.figure.panels[0] else {
+        panic!("not a bar panel");
+    };
+    assert_eq!(p.groups.len(), 1);
+    assert_eq!(p.categories.len(), MAX_BARS);
+    let values = &p.groups[0].values;
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+    assert!(values.iter().all(|v| (0.0..=100.0).contains(v)));
+    assert!(values.iter().sum::<f64>() <= 100.0 + 1e-9);
+}
+
+#[test]
+fn plot_operator_choices_across_real_seeds() {
+    let runs: Vec<(String, ActivationPlan)> = (0..4)
+        .map(|seed| {
+            let recs = paper_run(seed);
+            let safs = recs
+                .iter()
+                .find(|r| r.stage == Stage::Final(Arm::Safs))
+                .unwrap();
+            (format!("seed {seed}"), safs.plan.clone())
+        })
+        .collect();
+    let chart = operator_choices(&runs).unwrap();
+    let mut texts = vec![
+        "Operators chosen across 4 runs",
+        "seed 0",
+        "seed 3",
+        "slot 3",
+    ];
+    let names: Vec<String> = runs
+        .iter()
+        .flat_map(|(_, p)| p.ops().iter().map(|o| o.name().to_string()))
+        .collect();
+    texts.extend(names.iter().map(String::as_str));
+    assert_svg(&chart, &texts);
+    let Panel::Tiles(p) = &chart.figure.panels[0] else {
+        panic!("not a tile panel");
+    };
+    assert_eq!((p.tiles.len(), p.cols, p.row_labels.len()), (16, 4, 4));
+    // Tiles read row by row: seed 1's third slot is the 7th tile.
+    assert_eq!(p.tiles[6].label, runs[1].1.ops()[2].name());
+
+    let mut uneven = runs.clone();
+    uneven[2].1 = ActivationPlan(vec![Op::Relu]);
+    assert_config_err(
+        operator_choices(&uneven),
+        "run seed 2 has 1 activation slots",
+    );
+    assert_config_err(operator_choices(&[]), "no run");
 }

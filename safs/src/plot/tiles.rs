@@ -21,15 +21,42 @@ pub(super) fn draw_tiles<DB: DrawingBackend>(
     let (w, h) = area.dim_in_pixel();
     let (w, h) = (w as i32, h as i32);
     let margin = 16;
+    // Room for the row labels on the left and the column labels on top.
+    let left = if p.row_labels.is_empty() {
+        margin
+    } else {
+        margin + 90
+    };
+    let top = if p.col_labels.is_empty() {
+        margin
+    } else {
+        margin + 24
+    };
     let caption_h = 30;
     let gap = 6;
-    let tile_w = (w - 2 * margin - gap * (cols as i32 - 1)) / cols as i32;
-    let tile_h = ((h - 2 * margin - caption_h - gap * (rows as i32 - 1)) / rows as i32).min(64);
+    let tile_w = (w - left - margin - gap * (cols as i32 - 1)) / cols as i32;
+    let tile_h = ((h - top - margin - caption_h - gap * (rows as i32 - 1)) / rows as i32).min(64);
     let name_size = if tile_w < 80 { 12 } else { 15 };
+    for (c, label) in p.col_labels.iter().enumerate().take(cols) {
+        area.draw(&Text::new(
+            label.clone(),
+            (left + c as i32 * (tile_w + gap) + tile_w / 2, top - 6),
+            text(14, Rgb(0, 0, 0)).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        ))
+        .map_err(plot_err)?;
+    }
+    for (r, label) in p.row_labels.iter().enumerate().take(rows) {
+        area.draw(&Text::new(
+            label.clone(),
+            (left - 8, top + r as i32 * (tile_h + gap) + tile_h / 2),
+            text(14, Rgb(0, 0, 0)).pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(plot_err)?;
+    }
     for (k, t) in p.tiles.iter().enumerate() {
         let (r, c) = ((k / cols) as i32, (k % cols) as i32);
-        let x0 = margin + c * (tile_w + gap);
-        let y0 = margin + r * (tile_h + gap);
+        let x0 = left + c * (tile_w + gap);
+        let y0 = top + r * (tile_h + gap);
         area.draw(&Rectangle::new(
             [(x0, y0), (x0 + tile_w, y0 + tile_h)],
             color(t.fill).filled(),
@@ -54,7 +81,7 @@ pub(super) fn draw_tiles<DB: DrawingBackend>(
         ))
         .map_err(plot_err)?;
     }
-    let bottom = margin + rows as i32 * (tile_h + gap);
+    let bottom = top + rows as i32 * (tile_h + gap);
     area.draw(&Text::new(
         p.caption.clone(),
         (w / 2, bottom + 10),

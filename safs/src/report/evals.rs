@@ -2,6 +2,7 @@
 
 use polars::prelude::{Column, DataFrame};
 
+use super::hparams::{flat_hparams, hparam_columns, hparam_keys};
 use crate::experiment::{EvalRecord, EvalStatus};
 use crate::Result;
 
@@ -14,15 +15,29 @@ fn join_f64(values: &[f64]) -> String {
         .join(",")
 }
 
-/// One row per record: stage, step, plan, hparams (compact JSON), alpha, beta
-/// (comma-joined), valid_acc, test_acc (null when absent), status ("ok"/"failed"),
+/// The fixed columns of [`evals_frame`], in order; the hyperparameters come after `plan`.
+const FIXED: [&str; 10] = [
+    "stage",
+    "step",
+    "plan",
+    "alpha",
+    "beta",
+    "valid_acc",
+    "test_acc",
+    "status",
+    "reason",
+    "seconds",
+];
+
+/// One row per record: stage, step, plan, then one column per hyperparameter (nested
+/// settings as dotted names such as `optimizer.lr`, null where a record has none), alpha,
+/// beta (comma-joined), valid_acc, test_acc (null when absent), status ("ok"/"failed"),
 /// reason (null when ok), seconds.
 pub fn evals_frame(records: &[EvalRecord]) -> Result<DataFrame> {
     let n = records.len();
     let mut stage = Vec::with_capacity(n);
     let mut step = Vec::with_capacity(n);
     let mut plan = Vec::with_capacity(n);
-    let mut hparams = Vec::with_capacity(n);
     let mut alpha = Vec::with_capacity(n);
     let mut beta = Vec::with_capacity(n);
     let mut valid_acc = Vec::with_capacity(n);
@@ -34,8 +49,6 @@ pub fn evals_frame(records: &[EvalRecord]) -> Result<DataFrame> {
         stage.push(r.stage.name());
         step.push(r.step as u64);
         plan.push(r.plan.to_string());
-        // A BTreeMap of JSON values always serialises; keys come out sorted.
-        hparams.push(serde_json::to_string(&r.hparams).unwrap_or_default());
         alpha.push(join_f64(&r.alphas));
         beta.push(join_f64(&r.betas));
         valid_acc.push(r.valid_acc);
@@ -52,11 +65,14 @@ pub fn evals_frame(records: &[EvalRecord]) -> Result<DataFrame> {
         }
         seconds.push(r.seconds);
     }
-    let columns = vec![
+    let flat: Vec<_> = records.iter().map(|r| flat_hparams(&r.hparams)).collect();
+    let mut columns = vec![
         Column::new("stage".into(), stage),
         Column::new("step".into(), step),
         Column::new("plan".into(), plan),
-        Column::new("hparams".into(), hparams),
+    ];
+    columns.extend(hparam_columns(&flat, &hparam_keys(&flat, false), &FIXED));
+    columns.extend([
         Column::new("alpha".into(), alpha),
         Column::new("beta".into(), beta),
         Column::new("valid_acc".into(), valid_acc),
@@ -64,7 +80,7 @@ pub fn evals_frame(records: &[EvalRecord]) -> Result<DataFrame> {
         Column::new("status".into(), status),
         Column::new("reason".into(), reason),
         Column::new("seconds".into(), seconds),
-    ];
+    ]);
     Ok(DataFrame::new(n, columns)?)
 }
 
@@ -138,7 +154,7 @@ pub(crate) mod tests {
     #[test]
     fn evals_frame_columns_and_rows() {
         let df = evals_frame(&sample_records()).unwrap();
-        assert_eq!(df.shape(), (3, 11));
+        assert_eq!(df.shape(), (3, 12));
         let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
         assert_eq!(
             names,
@@ -146,7 +162,8 @@ pub(crate) mod tests {
                 "stage",
                 "step",
                 "plan",
-                "hparams",
+                "lr",
+                "optimizer",
                 "alpha",
                 "beta",
                 "valid_acc",
@@ -164,14 +181,15 @@ pub(crate) mod tests {
         assert_eq!(row[0], AnyValue::String("safs_final"));
         assert_eq!(row[1], AnyValue::UInt64(0));
         assert_eq!(row[2], AnyValue::String("swish,elu"));
-        assert_eq!(row[3], AnyValue::String(r#"{"lr":0.01,"optimizer":"sgd"}"#));
-        assert_eq!(row[4], AnyValue::String("1.125,0.875"));
-        assert_eq!(row[5], AnyValue::String("0.75,1"));
-        assert_eq!(row[6], AnyValue::Float64(63.0));
-        assert_eq!(row[7], AnyValue::Float64(62.22));
-        assert_eq!(row[8], AnyValue::String("ok"));
-        assert_eq!(row[9], AnyValue::Null);
-        assert_eq!(row[10], AnyValue::Float64(10.0));
+        assert_eq!(row[3], AnyValue::Float64(0.01));
+        assert_eq!(row[4], AnyValue::String("sgd"));
+        assert_eq!(row[5], AnyValue::String("1.125,0.875"));
+        assert_eq!(row[6], AnyValue::String("0.75,1"));
+        assert_eq!(row[7], AnyValue::Float64(63.0));
+        assert_eq!(row[8], AnyValue::Float64(62.22));
+        assert_eq!(row[9], AnyValue::String("ok"));
+        assert_eq!(row[10], AnyValue::Null);
+        assert_eq!(row[11], AnyValue::Float64(10.0));
 
         // Search steps have no test score.
         let test = df.column("test_acc").unwrap().f64().unwrap();
@@ -185,15 +203,14 @@ pub(crate) mod tests {
         assert_eq!(reason.get(1), Some("loss is NaN at epoch 2"));
         assert_eq!(reason.get(0), None);
         assert_eq!(df.column("step").unwrap().u64().unwrap().get(1), Some(3));
-        assert_eq!(
-            df.column("hparams").unwrap().str().unwrap().get(1),
-            Some("{}")
-        );
+        // A record without hyperparameters has nulls there.
+        assert_eq!(df.column("lr").unwrap().f64().unwrap().get(1), None);
+        assert_eq!(df.column("optimizer").unwrap().str().unwrap().get(1), None);
     }
 
     #[test]
     fn evals_frame_empty() {
         let df = evals_frame(&[]).unwrap();
-        assert_eq!(df.shape(), (0, 11));
+        assert_eq!(df.shape(), (0, 10));
     }
 }

@@ -10,6 +10,7 @@ mod combine;
 mod compare;
 mod evals;
 mod files;
+mod hparams;
 mod seeds;
 mod stats;
 mod table;
@@ -20,6 +21,8 @@ pub use compare::{
 };
 pub use evals::evals_frame;
 pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
+pub use hparams::flat_hparams;
+pub(crate) use hparams::{hparam_columns, hparam_keys};
 pub use seeds::{summarize_seeds, PairedDiff, SeedSummary, PAIRS};
 pub use stats::{spearman, t_cdf, t_quantile, Summary};
 pub use table::{format_table, long_frame, paper_table1, table1_frame, ARMS};
