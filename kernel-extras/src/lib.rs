@@ -36,6 +36,7 @@
 
 mod chart;
 mod html;
+mod notebook;
 mod plan;
 mod progress;
 mod seeds;
@@ -43,6 +44,7 @@ mod table1;
 
 pub use chart::Png;
 pub use html::{escape, Html};
+pub use notebook::{prelude, Notebook};
 pub use plan::PlanView;
 pub use progress::NotebookProgress;
 pub use seeds::SeedTable;
