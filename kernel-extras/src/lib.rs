@@ -34,6 +34,7 @@
 //! Every renderer is a pure function returning a [`Rendered`] (MIME type and body), which
 //! is what the tests check.
 
+mod budget;
 mod chart;
 mod html;
 mod notebook;
