@@ -18,15 +18,15 @@
 //! [`Augment`](super::Augment) and `DatasetKind::load`.
 //!
 //! [`fetch_cifar10`] downloads the binary tarball with `curl`, checks its MD5 and unpacks
-//! it with the crate's own tar reader.
+//! it with the `tar` crate under the crate's extraction policy ([`super::extract`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::dataset::{ImageSet, Normalize, Splits};
+use super::extract::extract_tar;
 use super::fetch::{md5_file, run_checked, temp_name, TempPath};
 use super::pickle::{read_pickle, NpDtype, Value};
-use super::tar::extract_tar;
 use crate::{Error, Result};
 
 /// Number of CIFAR-10 classes.
@@ -352,9 +352,9 @@ fn fetch_cifar10_from(url: &str, md5: &str, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::extract::tests::{build_tar, gzip};
     use crate::data::fetch::hex;
     use crate::data::pickle_write::{dumps, Py, Style};
-    use crate::data::tar::tests::{end, entry, gzip};
     use crate::data::test_util::fixture;
     use crate::data::test_util::TempDir;
     use candle_core::Device;
@@ -600,21 +600,21 @@ mod tests {
 
     /// A tarball laid out like cifar-10-binary.tar.gz with small batches.
     fn tarball() -> Vec<u8> {
-        let mut tar = entry("cifar-10-batches-bin/", b'5', b"");
-        for (b, name) in Cifar10Format::Binary.file_names().iter().enumerate() {
-            tar.extend(entry(
-                &format!("cifar-10-batches-bin/{name}"),
-                b'0',
-                &records(b, 3),
-            ));
+        let names: Vec<String> = Cifar10Format::Binary
+            .file_names()
+            .iter()
+            .map(|n| format!("cifar-10-batches-bin/{n}"))
+            .collect();
+        let batches: Vec<Vec<u8>> = (0..names.len()).map(|b| records(b, 3)).collect();
+        let mut entries: Vec<(&str, &[u8])> = vec![("cifar-10-batches-bin/", b"")];
+        for (name, data) in names.iter().zip(&batches) {
+            entries.push((name, data));
         }
-        tar.extend(entry(
+        entries.push((
             "cifar-10-batches-bin/batches.meta.txt",
-            b'0',
             b"airplane\nautomobile\n",
         ));
-        tar.extend(end());
-        gzip(&tar)
+        gzip(&build_tar(&entries))
     }
 
     #[test]

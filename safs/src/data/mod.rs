@@ -48,6 +48,7 @@
 pub mod augment;
 pub mod cifar10;
 pub mod dataset;
+pub mod extract;
 pub mod fetch;
 pub mod idx;
 pub mod imagenet16;
@@ -56,7 +57,6 @@ pub mod npz;
 pub mod pickle;
 pub mod pickle_write;
 pub mod standin;
-pub mod tar;
 
 use std::path::Path;
 use std::str::FromStr;
