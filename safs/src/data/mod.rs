@@ -9,7 +9,6 @@
 //! * [`npz`]: a strict reader of the `.npz` archives `np.savez` writes (ImageNet-16's npz
 //!   edition).
 //! * [`pickle`]: a strict reader of the Python pickles those data sets come in.
-//! * [`pickle_write`]: a writer of such pickles, byte for byte as Python writes them.
 //! * [`standin`]: labelled stand-in CIFAR-10 / ImageNet-16 files in the original formats,
 //!   for machines without the real data (synthetic images, not the real data sets).
 //! * [`extract`]: our extraction policy over the `tar` crate, for the CIFAR-10 tarball.
@@ -57,7 +56,12 @@ pub mod imagenet16;
 pub mod mnist;
 pub mod npz;
 pub mod pickle;
-pub mod pickle_write;
+/// The pickle writer of the tests (byte for byte as Python writes pickles). It lives with
+/// the end-to-end tests' helpers (`safs_e2e::pickle_write`), which seed the fuzz campaigns
+/// with it; the library itself writes no pickles.
+#[cfg(test)]
+#[path = "../../../tests/support/pickle_write.rs"]
+pub(crate) mod pickle_write;
 pub mod standin;
 
 use std::path::Path;
