@@ -25,11 +25,10 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use safs::data::cifar10::{read_cifar10_bin, read_cifar10_py, CIFAR10_PIXELS};
+use safs::data::extract::extract_tar;
 use safs::data::idx::{encode_idx, read_idx};
 use safs::data::imagenet16::read_imagenet16_batch;
 use safs::data::pickle::parse_pickle;
-use safs::data::pickle_write::{dumps, Py, Style};
-use safs::data::tar::extract_tar;
 use safs::data::{ImageSet, Normalize};
 use safs::experiment::{EvalRecord, ExperimentConfig};
 use safs::model::{LeNet5, Network};
@@ -43,6 +42,7 @@ use safs::train::{
     FitData, OptimizerConfig, ScheduleConfig, TrainConfig, Trainer,
 };
 use safs_e2e::fuzz::{hex_dump, Mutator};
+use safs_e2e::pickle_write::{dumps, Py, Style};
 use safs_e2e::temp_dir;
 
 // ---------------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ mod tests {
         let r = chart.render();
         assert_eq!(r.mime, "image/svg+xml");
         assert!(r.body.starts_with("<svg") && r.body.contains("Activation operators"));
-        // The same block the chart's own evcxr_display prints.
-        assert_eq!(r.block(), chart.evcxr_block());
+        let block = r.block();
+        assert!(block.starts_with("EVCXR_BEGIN_CONTENT image/svg+xml\n<svg"));
+        assert!(block.ends_with("</svg>\nEVCXR_END_CONTENT\n"));
         let p = Png(&chart).render();
         assert_eq!(p.mime, "image/png");
         let bytes = base64::engine::general_purpose::STANDARD

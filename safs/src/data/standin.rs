@@ -9,12 +9,12 @@
 //! * [`write_cifar10_standin`] writes `<root>/cifar10/cifar-10-batches-bin/data_batch_1.bin` ..
 //!   `data_batch_5.bin` and `test_batch.bin`, runs of 3073-byte records (one label byte,
 //!   then the 1024 red, 1024 green and 1024 blue bytes), plus `batches.meta.txt`;
-//! * [`write_imagenet16_standin`] writes `<root>/imagenet16/Imagenet16_train/train_data_batch_1`
-//!   .. `train_data_batch_10` and `<root>/imagenet16/Imagenet16_val/val_data`, protocol-2
-//!   pickles written in the style of Python 2's cPickle (as [`pickle_write`](super::pickle_write)
-//!   [`Style::Py2`] writes them) of dicts with `data` (numpy `uint8`, shape `(n, 768)`),
-//!   `labels` (a list of 1-based ints) and `mean` (numpy `float64`, shape `(768,)`, the
-//!   mean training image in 0..255 units).
+//! * [`write_imagenet16_standin`] writes `<root>/imagenet16/Imagenet16_train/train_data_batch_1.npz`
+//!   .. `train_data_batch_10.npz` and `<root>/imagenet16/Imagenet16_val/val_data.npz`, the
+//!   npz edition the ImageNet-16 loader reads beside the pickles, with the arrays of the
+//!   pickled dicts: `data` (`uint8`, shape `(n, 768)`), `labels` (`int64`, 1-based) and
+//!   `mean` (`float64`, shape `(768,)`, the mean training image in 0..255 units). Pickled
+//!   stand-in files an older version wrote there are removed (the loader prefers pickles).
 //!
 //! Every folder they write gets a [`STANDIN_FILE`] (`STANDIN.txt`) saying what the files
 //! are; [`is_standin`] checks for it, and both writers refuse to write into a data set
@@ -45,13 +45,13 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::cifar10::{Cifar10Format, CIFAR10_CLASSES, CIFAR10_PIXELS};
 use super::imagenet16::{IMAGENET16_CLASSES, IMAGENET16_PIXELS};
-use super::pickle_write::{dumps, Py, Style};
 use crate::{Error, Result};
 
 /// The marker file written beside stand-in data (and checked before overwriting a folder).
@@ -242,7 +242,18 @@ pub fn write_cifar10_standin(
     Ok(dir)
 }
 
-/// Writes stand-in ImageNet-16 (NAS-Bench-201 layout: ten training pickles of
+/// Writes `arrays` as an npz archive at `path` (through a temporary name in its folder).
+fn write_npz(path: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = super::fetch::TempPath::new(super::fetch::temp_name(
+        path.parent().unwrap_or(Path::new(".")),
+        &name,
+    ));
+    Tensor::write_npz(arrays, &tmp.path).map_err(|e| Error::data(&tmp.path, e.to_string()))?;
+    std::fs::rename(&tmp.path, path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes stand-in ImageNet-16 (NAS-Bench-201 layout, npz edition: ten training files of
 /// `train_per_file` images and `val_data` of `val`, labels `1..=classes`) under
 /// `root/imagenet16`; returns that folder.
 pub fn write_imagenet16_standin(
@@ -266,11 +277,11 @@ pub fn write_imagenet16_standin(
         "IMAGENET-16 (DOWNSAMPLED IMAGENET 16x16)",
         "safs::data::standin::write_imagenet16_standin",
         &format!(
-            "Layout: Imagenet16_train/train_data_batch_1 .. train_data_batch_10 ({train_per_file} \
-             images\neach) and Imagenet16_val/val_data ({val} images): protocol-2 pickles \
-             (Python 2 cPickle\nstyle) of dicts with 'data' (uint8, n x 768), 'labels' \
-             (1-based ints in 1..={classes})\nand 'mean' (float64, 768, the mean training \
-             image). Classes: {classes}. Seed: {seed}."
+            "Layout: Imagenet16_train/train_data_batch_1.npz .. train_data_batch_10.npz \
+             ({train_per_file}\nimages each) and Imagenet16_val/val_data.npz ({val} images): \
+             the npz edition, arrays\n'data' (uint8, n x 768), 'labels' (int64, 1-based in \
+             1..={classes}) and 'mean'\n(float64, 768, the mean training image). Classes: \
+             {classes}. Seed: {seed}."
         ),
         "unpack the real Imagenet16_train.zip and Imagenet16_val.zip here (image-net.org, \
          Downsampled ImageNet 16x16)",
@@ -292,35 +303,41 @@ pub fn write_imagenet16_standin(
         }
     }
     mean.iter_mut().for_each(|m| *m /= total);
-    let batch = |pixels: &[u8], labels: &[usize]| {
+    let batch = |path: &Path, pixels: &[u8], labels: &[usize]| -> Result<()> {
         let n = labels.len();
         let labels: Vec<i64> = labels.iter().map(|&l| l as i64 + 1).collect();
-        let dict = Py::Dict(vec![
-            (
-                Py::Str("data".into()),
-                Py::u8_array(&[n, IMAGENET16_PIXELS], pixels),
-            ),
-            (Py::Str("labels".into()), Py::ints(&labels)),
-            (
-                Py::Str("mean".into()),
-                Py::f64_array(&[IMAGENET16_PIXELS], &mean),
-            ),
-        ]);
-        dumps(&dict, Style::Py2)
+        let tensors = (|| {
+            let dev = &Device::Cpu;
+            Ok::<_, candle_core::Error>([
+                (
+                    "data",
+                    Tensor::from_slice(pixels, (n, IMAGENET16_PIXELS), dev)?,
+                ),
+                ("labels", Tensor::from_vec(labels, n, dev)?),
+                ("mean", Tensor::from_slice(&mean, IMAGENET16_PIXELS, dev)?),
+            ])
+        })()
+        .map_err(|e| Error::data(path, e.to_string()))?;
+        // A pickled stand-in of an older version would be read before the npz file.
+        let pickle = path.with_extension("");
+        if pickle.is_file() {
+            std::fs::remove_file(&pickle).map_err(|e| Error::io(&pickle, e))?;
+        }
+        write_npz(path, &tensors)
     };
     for (i, (pixels, labels)) in train.iter().enumerate() {
-        let path = train_dir.join(format!("train_data_batch_{}", i + 1));
-        write(&path, &batch(pixels, labels))?;
+        let path = train_dir.join(format!("train_data_batch_{}.npz", i + 1));
+        batch(&path, pixels, labels)?;
     }
     let (pixels, labels) = images(&looks, 16, val, &mut file_rng(seed, 10));
-    write(&val_dir.join("val_data"), &batch(&pixels, &labels))?;
+    batch(&val_dir.join("val_data.npz"), &pixels, &labels)?;
     Ok(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::pickle::{read_pickle, NpDtype, Value};
+    use crate::data::pickle::NpDtype;
     use crate::data::test_util::TempDir;
     use crate::data::{
         find_cifar10, find_imagenet16, load_imagenet16, read_cifar10_bin, DatasetKind,
@@ -414,27 +431,37 @@ mod tests {
         let dir = write_imagenet16_standin(t.path(), 30, 25, 120, 7).unwrap();
         assert_eq!(dir, t.path().join("imagenet16"));
         let files = find_imagenet16(&dir).unwrap();
-        assert!(files.train[0].ends_with("Imagenet16_train/train_data_batch_1"));
-        assert!(files.val.ends_with("Imagenet16_val/val_data"));
+        assert!(files.train[0].ends_with("Imagenet16_train/train_data_batch_1.npz"));
+        assert!(files.val.ends_with("Imagenet16_val/val_data.npz"));
         for d in ["", "Imagenet16_train", "Imagenet16_val"] {
             assert!(is_standin(&dir.join(d)), "{d}");
         }
-        // The pickle itself: protocol 2, str keys in Python 2 style, and the three entries.
-        let raw = std::fs::read(&files.train[3]).unwrap();
-        assert_eq!(&raw[..2], &[0x80, 2]);
-        let v = read_pickle(&files.train[3]).unwrap();
-        assert_eq!(v.key_names(), vec!["data", "labels", "mean"]);
-        let Some(Value::Array(a)) = v.get("data") else {
-            panic!("{:?}", v.key_names())
-        };
-        assert_eq!((a.dtype, a.shape.clone()), (NpDtype::U8, vec![30, 768]));
-        let labels = v.get("labels").unwrap().to_int_vec().unwrap();
+        // The npz itself: the three arrays of the pickled dicts, read by the strict reader.
+        let arrays = crate::data::npz::read_npz(&files.train[3]).unwrap();
+        let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["data", "labels", "mean"]);
+        let shapes: Vec<(NpDtype, Vec<usize>)> = arrays
+            .iter()
+            .map(|(_, a)| (a.dtype, a.shape.clone()))
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                (NpDtype::U8, vec![30, 768]),
+                (NpDtype::I64, vec![30]),
+                (NpDtype::F64, vec![768])
+            ]
+        );
+        let (_, labels) = crate::data::read_imagenet16_batch(&files.train[3]).unwrap();
         assert_eq!(labels.len(), 30);
         assert!(labels.iter().all(|&l| (1..=120).contains(&l)), "{labels:?}");
-        let Some(Value::Array(m)) = v.get("mean") else {
-            panic!()
-        };
-        assert_eq!((m.dtype, m.shape.clone()), (NpDtype::F64, vec![768]));
+        // The same seed writes the same bytes; a pickled stand-in left there is removed.
+        let a = std::fs::read(&files.train[3]).unwrap();
+        let old = dir.join("Imagenet16_train/train_data_batch_4");
+        std::fs::write(&old, b"old pickle").unwrap();
+        write_imagenet16_standin(t.path(), 30, 25, 120, 7).unwrap();
+        assert_eq!(std::fs::read(&files.train[3]).unwrap(), a);
+        assert!(!old.exists());
 
         let s = load_imagenet16(&dir, ImageNet16Classes::First(120), 20, 0).unwrap();
         assert_eq!((s.train.len(), s.valid.len(), s.test.len()), (280, 20, 25));

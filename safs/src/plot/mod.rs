@@ -3,9 +3,9 @@
 //! and the Table 1 results (one run, or means with 95% intervals over seeds).
 //!
 //! Every function returns a [`Chart`]: the chart as SVG (rendered when it is built, so a
-//! bad input is an error there, never a panic) that can be written as SVG or PNG, or shown
-//! inline in the evcxr Jupyter kernel (a chart that is a cell's last value displays
-//! itself; see [`Chart::evcxr_display`]).
+//! bad input is an error there, never a panic) that can be written as SVG or PNG. In the
+//! evcxr Jupyter kernel, `kernel-extras` shows a chart that is a cell's last value inline
+//! (`use kernel_extras::prelude::*;`): the display protocol lives there only.
 //!
 //! ```no_run
 //! use safs::activation::{Op, SEARCH_SPACE};
@@ -182,25 +182,6 @@ impl Chart {
     /// Writes the chart as a PNG file to `path` (whole or not at all, creating its folder).
     pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::util::atomic_write(path.as_ref(), &self.to_png()?)
-    }
-
-    /// The evcxr rich-output block: the SVG between `EVCXR_BEGIN_CONTENT image/svg+xml`
-    /// and `EVCXR_END_CONTENT`.
-    pub fn evcxr_block(&self) -> String {
-        format!(
-            "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT\n",
-            self.svg.trim_end()
-        )
-    }
-
-    /// Shows the chart inline in the evcxr Jupyter kernel (evcxr calls this on a cell's
-    /// last value); the whole block is written under one stdout lock.
-    pub fn evcxr_display(&self) {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        // Nothing useful can be done about a closed stdout inside a notebook cell.
-        let _ = out.write_all(self.evcxr_block().as_bytes());
-        let _ = out.flush();
     }
 }
 

@@ -501,9 +501,6 @@ fn plot_png_and_files() {
     let err = chart.save_svg(dir.join("c.png/c.svg")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let block = chart.evcxr_block();
-    assert!(block.starts_with("EVCXR_BEGIN_CONTENT image/svg+xml\n<svg"));
-    assert!(block.ends_with("</svg>\nEVCXR_END_CONTENT\n"));
 }
 
 /// Writes every chart as SVG and PNG to `$SAFS_PLOT_EXAMPLES` when it is set (a gallery to

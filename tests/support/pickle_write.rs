@@ -3,12 +3,13 @@
 //! [`dumps`] writes dicts of numpy arrays, lists, ints and strings byte for byte as
 //! CPython 3.11 with numpy 2 writes them (`pickle.dumps(d, protocol=2 or 3)`), or as
 //! Python 2's cPickle wrote them ([`Style::Py2`], the style of the original ImageNet-16 and
-//! CIFAR-10 files). The crate's tests check it against pickles written by Python, and the
-//! stand-in data sets of [`standin`](super::standin) are written with it.
+//! CIFAR-10 files). Test code only: the fuzz campaigns' seeds and the loaders' unit tests
+//! (the `safs` crate includes this file as a `#[cfg(test)]` module). Its tests in
+//! `safs::data::pickle` check it against pickles written by Python.
 //!
 //! ```
 //! use safs::data::pickle::{parse_pickle, Value};
-//! use safs::data::pickle_write::{dumps, Py, Style};
+//! use safs_e2e::pickle_write::{dumps, Py, Style};
 //! let d = Py::Dict(vec![
 //!     (Py::Bytes(b"data".to_vec()), Py::u8_array(&[1, 4], &[1, 2, 3, 4])),
 //!     (Py::Bytes(b"labels".to_vec()), Py::ints(&[7])),
