@@ -90,9 +90,11 @@ def check(chrome, path, workdir, screenshot):
     html = workdir / (path.stem + ".html")
     html.write_text(body.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     dom = render(chrome, html, ["--dump-dom"])
-    m = re.search(r'<pre id="safs-render-report">(.*?)</pre>', dom.stdout, re.S)
+    m = re.search(r'<pre id="safs-render-report"[^>]*>(.*?)</pre>', dom.stdout, re.S)
     if not m:
-        return [f"the page did not finish (chromium: {dom.stderr.strip()[-500:]})"]
+        problem = f"the page did not finish (chromium: {dom.stderr.strip()[-500:]})"
+        print(f"{path.name}: FAILED\n    {problem}")
+        return [problem]
     seen = json.loads(m.group(1).replace("&quot;", '"'))
     want = expected(nb)
     problems = []
