@@ -6,7 +6,7 @@ use super::palette::{arm_color, arm_label, Stroke, BLUE, ORANGE, VERMILLION};
 use super::Chart;
 use crate::experiment::ResultRow;
 use crate::prune::LayerSparsity;
-use crate::report::ARMS;
+use crate::report::{Summary, ARMS};
 use crate::{Error, Result};
 
 /// The arm values of a row, in [`ARMS`] order.
@@ -20,6 +20,9 @@ fn arms(row: &ResultRow) -> [Option<f64>; 5] {
     ]
 }
 
+/// Horizontal offset between the interval bars of neighbouring arms, in rate percent.
+const BAR_DODGE: f64 = 0.35;
+
 /// "lenet5 / mnist" when every row is of one model and data set.
 fn common_setup(rows: &[&ResultRow]) -> Option<String> {
     let first = rows.first()?;
@@ -28,8 +31,9 @@ fn common_setup(rows: &[&ResultRow]) -> Option<String> {
         .then(|| format!("{} / {}", first.model, first.dataset))
 }
 
-/// Top-1 test accuracy of every arm against the pruning rate: one dot per run and a line
-/// through each rate's mean over seeds.
+/// Top-1 test accuracy of every arm against the pruning rate: one dot per run, a line
+/// through each rate's mean over seeds and, where a rate has two or more seeds, a
+/// vertical bar over the mean's Student-t 95% interval (each arm's set a little aside).
 pub fn accuracy_vs_prune_rate(rows: &[ResultRow]) -> Result<Chart> {
     if rows.is_empty() {
         return Err(Error::Config("no result row to plot".into()));
@@ -46,11 +50,33 @@ pub fn accuracy_vs_prune_rate(rows: &[ResultRow]) -> Result<Chart> {
         }
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut means: Vec<(f64, f64)> = Vec::new();
+        // Interval bars as one polyline broken by NaN points between rates.
+        let mut bars: Vec<(f64, f64)> = Vec::new();
         for chunk in pts.chunk_by(|a, b| a.0 == b.0) {
-            let mean = chunk.iter().map(|p| p.1).sum::<f64>() / chunk.len() as f64;
-            means.push((chunk[0].0, mean));
+            let values: Vec<f64> = chunk.iter().map(|p| p.1).collect();
+            let x = chunk[0].0;
+            let Some(summary) = Summary::of(&values) else {
+                continue;
+            };
+            means.push((x, summary.mean));
+            if let Some((lo, hi)) = summary.interval() {
+                // Each arm's bar a little to the side, so bars at one rate do not overlap.
+                let xb = x + (k as f64 - 2.0) * BAR_DODGE;
+                bars.extend([(xb, lo), (xb, hi), (f64::NAN, f64::NAN)]);
+            }
         }
         let color = arm_color(arm);
+        if !bars.is_empty() {
+            series.push(Series {
+                name: String::new(),
+                color,
+                mark: Mark::Line {
+                    width: 1,
+                    stroke: Stroke::Solid,
+                },
+                points: bars,
+            });
+        }
         series.push(Series {
             name: arm_label(arm).to_string(),
             color,

@@ -394,6 +394,28 @@ fn plot_accuracy_vs_prune_rate() {
     assert!(!chart.to_svg().contains("Stage 2"));
     // Dots: 4 rows x 3 arms (dense, magnitude pruning, stage 1) + 3 finite SAFS.
     assert_eq!(count(chart.to_svg(), "<circle"), 15);
+    // SAFS's interval bar at 90%: seeds 70 and 72, mean 71, s = sqrt(2), t(0.975, 1) =
+    // 12.7062, so 71 -/+ 12.7062; at 99% one finite seed gives no bar.
+    let Panel::Xy(p) = &chart.figure.panels[0] else {
+        panic!("not an xy panel");
+    };
+    let safs_color = super::palette::arm_color("safs");
+    let bars: Vec<&Series> = p
+        .series
+        .iter()
+        .filter(|s| s.color == safs_color && matches!(s.mark, Mark::Line { width: 1, .. }))
+        .collect();
+    assert_eq!(bars.len(), 1);
+    let pts = &bars[0].points;
+    assert_eq!(pts.len(), 3);
+    // SAFS is the fifth arm: its bars sit 2 dodges right of the rate.
+    assert!(
+        (pts[0].0 - 90.7).abs() < 1e-9 && pts[1].0 == pts[0].0,
+        "{pts:?}"
+    );
+    assert!((pts[0].1 - (71.0 - 12.7062)).abs() < 1e-3, "{pts:?}");
+    assert!((pts[1].1 - (71.0 + 12.7062)).abs() < 1e-3, "{pts:?}");
+    assert!(pts[2].0.is_nan());
     assert_config_err(accuracy_vs_prune_rate(&[]), "no result row");
     let mut empty = rows[0].clone();
     (
