@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::trials::{ParamKind, TrialTable};
+use super::trials::{finite_range, ParamKind, TrialTable};
 use crate::{Error, Result};
 
 /// How the forest is grown and the variance estimated.
@@ -195,9 +195,7 @@ pub fn importance(table: &TrialTable, cfg: &ImportanceConfig) -> Result<Vec<Impo
     // Each parameter's box: [lo, hi] of its coded values, and the code of "missing".
     let mut boxes = Vec::with_capacity(d);
     for p in &table.params {
-        let finite = || p.values.iter().copied().filter(|v| v.is_finite());
-        let lo = finite().fold(f64::INFINITY, f64::min);
-        let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = finite_range(&p.values);
         let missing = p.values.iter().any(|v| !v.is_finite());
         let gap = (hi - lo).abs().max(1.0);
         boxes.push((lo, hi, missing.then_some(lo - gap)));

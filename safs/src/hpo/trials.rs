@@ -47,6 +47,16 @@ impl ParamColumn {
     }
 }
 
+/// The smallest and largest finite value (`(inf, -inf)` when there is none).
+pub(crate) fn finite_range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// A number in a few characters: whole numbers plainly, tiny and huge ones in scientific
 /// notation, others to at most 4 decimals.
 fn short_number(v: f64) -> String {
@@ -143,9 +153,7 @@ fn code_column(name: String, rows: &[BTreeMap<String, Value>]) -> ParamColumn {
             .iter()
             .map(|v| v.and_then(Value::as_f64).unwrap_or(f64::NAN))
             .collect();
-        let finite = || nums.iter().copied().filter(|v| v.is_finite());
-        let lo = finite().fold(f64::INFINITY, f64::min);
-        let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = finite_range(&nums);
         let log = lo > 0.0 && hi / lo > 100.0;
         let values = if log {
             nums.iter().map(|v| v.log10()).collect()

@@ -10,6 +10,7 @@ use super::search::stage_title;
 use super::Chart;
 use crate::activation::ActivationPlan;
 use crate::experiment::{EvalRecord, Stage};
+use crate::hpo::trials::finite_range;
 use crate::hpo::{importance, ImportanceConfig, ParamColumn, ParamKind, TrialTable};
 
 /// The most hyperparameter axes a parallel-coordinate chart shows.
@@ -47,9 +48,7 @@ pub fn hpo_parallel_coordinates(records: &[EvalRecord], stage: Stage) -> Result<
     let mut axes = Vec::new();
     let mut coded: Vec<Vec<f64>> = Vec::new();
     for p in &shown {
-        let finite = || p.values.iter().copied().filter(|v| v.is_finite());
-        let lo = finite().fold(f64::INFINITY, f64::min);
-        let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = finite_range(&p.values);
         let ticks: Vec<(f64, String)> = match &p.kind {
             ParamKind::Categorical { labels } => labels
                 .iter()
@@ -79,12 +78,7 @@ pub fn hpo_parallel_coordinates(records: &[EvalRecord], stage: Stage) -> Result<
         });
         coded.push(p.values.iter().map(|&v| position(v, lo, hi)).collect());
     }
-    let lo = table.scores.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = table
-        .scores
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = finite_range(&table.scores);
     axes.push(ParallelAxis {
         name: "valid acc (%)".into(),
         ticks: [0.0, 0.5, 1.0]
