@@ -7,8 +7,9 @@
 //!   (`train/<model>@<plan>`: with that activation plan; not in `--list`, no PyTorch twin);
 //! - `op/<op>/fwd` and `op/<op>/fwdbwd`: one op alone, forward, or forward plus the backward
 //!   of the sum of its output;
-//! - `infer/<model>/dense` and `infer/<model>/sparse99`: eval-mode forward of the model
-//!   pruned 99% layer-wise, through the dense kernels or the sparse inference path.
+//! - `infer/<model>/<impl>/<rate>/b<batch>` (`bench --list-infer`): eval-mode forward of
+//!   the model pruned `rate`% layer-wise, through the dense kernels (`dense`) or the
+//!   sparse inference graph (`graph`, [`safs::infer::InferenceGraph`]), on `batch` images.
 //!
 //! Threads follow `RAYON_NUM_THREADS`; `SAFS_KERNELS=stock` switches to stock Candle ops;
 //! `SAFS_MALLOC=default` leaves glibc's malloc untuned ([`safs::kernels::tune_allocator`]).
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
+use safs::infer::InferenceGraph;
 use safs::kernels;
 use safs::model::{ModelKind, Network};
 use safs::prune::layerwise_magnitude;
@@ -48,7 +50,12 @@ const OPS: [&str; 7] = [
 ];
 
 /// Train-mode passes that set BatchNorm's running statistics before an inference row.
-const CALIBRATION_PASSES: usize = 10;
+const CALIBRATION_PASSES: usize = 3;
+
+/// Pruning rates (percent), batch sizes and implementations of the inference rows.
+const INFER_RATES: [u32; 3] = [90, 95, 99];
+const INFER_BATCHES: [usize; 2] = [64, 1];
+const INFER_IMPLS: [&str; 2] = ["dense", "graph"];
 
 fn rows() -> Vec<String> {
     let mut out = Vec::new();
@@ -59,9 +66,19 @@ fn rows() -> Vec<String> {
         out.push(format!("op/{op}/fwd"));
         out.push(format!("op/{op}/fwdbwd"));
     }
+    out
+}
+
+fn infer_rows() -> Vec<String> {
+    let mut out = Vec::new();
     for (m, ..) in MODELS {
-        out.push(format!("infer/{m}/dense"));
-        out.push(format!("infer/{m}/sparse99"));
+        for rate in INFER_RATES {
+            for b in INFER_BATCHES {
+                for imp in INFER_IMPLS {
+                    out.push(format!("infer/{m}/{imp}/{rate}/b{b}"));
+                }
+            }
+        }
     }
     out
 }
@@ -146,33 +163,42 @@ fn train_row(name: &str, reps: usize, dev: &Device) -> Result<(Vec<f64>, usize, 
 
 fn infer_row(
     name: &str,
-    mode: &str,
+    imp: &str,
+    rate: &str,
+    batch_size: &str,
     reps: usize,
     dev: &Device,
 ) -> Result<(Vec<f64>, usize, usize)> {
     let (kind, b, c, side, classes) = model_spec(name)?;
+    let rate: f64 = rate.parse::<f64>().context("rate in percent")? / 100.0;
+    let n: usize = batch_size
+        .strip_prefix('b')
+        .context("batch as b<N>")?
+        .parse()?;
     let model: Box<dyn Network> = kind.build(classes, 0, dev)?;
-    layerwise_magnitude(model.as_ref(), 0.99)?.apply(model.as_ref())?;
+    layerwise_magnitude(model.as_ref(), rate)?.apply(model.as_ref())?;
     let (x, _) = batch(b, c, side, classes, dev)?;
     // BatchNorm statistics of the pruned network, as fine-tuning would leave them; with the
     // initial ones, activations shrink layer by layer into slow subnormal floats.
     for _ in 0..CALIBRATION_PASSES {
         model.forward_t(&x, true)?;
     }
-    let run = || -> Result<()> {
-        model.forward_t(&x, false)?;
-        Ok(())
-    };
-    let times = match mode {
-        "dense" => time(reps, run)?,
-        "sparse99" => {
-            kernels::sparse::with_sparse_inference(kernels::sparse::DEFAULT_MIN_SPARSITY, || {
-                time(reps, run)
+    let x = x.narrow(0, 0, n.min(b))?.contiguous()?;
+    let times = match imp {
+        "dense" => time(reps, || {
+            model.forward_t(&x, false)?;
+            Ok(())
+        })?,
+        "graph" => {
+            let graph = InferenceGraph::build(model.as_ref(), [c, side, side])?;
+            time(reps, || {
+                graph.forward(&x)?;
+                Ok(())
             })?
         }
-        other => bail!("unknown inference mode {other:?}"),
+        other => bail!("unknown inference implementation {other:?}"),
     };
-    Ok((times, b, model.num_parameters()))
+    Ok((times, x.dim(0)?, model.num_parameters()))
 }
 
 /// One op applied to its input variables.
@@ -265,9 +291,13 @@ fn main() -> Result<()> {
         println!("{}", rows().join("\n"));
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("--list-infer") {
+        println!("{}", infer_rows().join("\n"));
+        return Ok(());
+    }
     let row = args
         .first()
-        .context("usage: bench ROW [--reps N] | --list")?
+        .context("usage: bench ROW [--reps N] | --list | --list-infer")?
         .clone();
     let reps: usize = match args.iter().position(|a| a == "--reps") {
         Some(i) => args.get(i + 1).context("--reps needs a value")?.parse()?,
@@ -280,7 +310,7 @@ fn main() -> Result<()> {
     let parts: Vec<&str> = row.split('/').collect();
     let (times, items, params) = match parts.as_slice() {
         ["train", m] => train_row(m, reps, &dev)?,
-        ["infer", m, mode] => infer_row(m, mode, reps, &dev)?,
+        ["infer", m, imp, rate, b] => infer_row(m, imp, rate, b, reps, &dev)?,
         ["op", op, mode] => op_row(op, mode, reps, &dev)?,
         _ => bail!("unknown row {row:?}; see --list"),
     };

@@ -13,6 +13,7 @@ pub mod error;
 pub mod experiment;
 pub mod fidelity;
 pub mod hpo;
+pub mod infer;
 pub mod kernels;
 pub mod model;
 pub mod plot;

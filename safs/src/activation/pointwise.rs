@@ -287,6 +287,84 @@ pub(crate) fn slope<R: Real>(op: Op, u: R, theta: &[R; 3]) -> Slope<R> {
     }
 }
 
+/// Calls `$body` with `$c` a constant equal to `$op`, so the per-element `match` on the
+/// operator folds away in each arm.
+macro_rules! with_const_op {
+    ($op:expr, |$c:ident| $body:expr) => {
+        match $op {
+            $crate::activation::Op::Relu => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Relu;
+                $body
+            }
+            $crate::activation::Op::Relu6 => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Relu6;
+                $body
+            }
+            $crate::activation::Op::Hardswish => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Hardswish;
+                $body
+            }
+            $crate::activation::Op::Swish => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Swish;
+                $body
+            }
+            $crate::activation::Op::Tanhsoft1 => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Tanhsoft1;
+                $body
+            }
+            $crate::activation::Op::Acon => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Acon;
+                $body
+            }
+            $crate::activation::Op::Gelu => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Gelu;
+                $body
+            }
+            $crate::activation::Op::Srs => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Srs;
+                $body
+            }
+            $crate::activation::Op::Elu => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Elu;
+                $body
+            }
+            $crate::activation::Op::Selu => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Selu;
+                $body
+            }
+            $crate::activation::Op::Tanh => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Tanh;
+                $body
+            }
+            $crate::activation::Op::Sigmoid => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Sigmoid;
+                $body
+            }
+            $crate::activation::Op::Softplus => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Softplus;
+                $body
+            }
+            $crate::activation::Op::Logsigmoid => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Logsigmoid;
+                $body
+            }
+            $crate::activation::Op::Symlog => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Symlog;
+                $body
+            }
+            $crate::activation::Op::Symexp => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Symexp;
+                $body
+            }
+            $crate::activation::Op::Identity => {
+                const $c: $crate::activation::Op = $crate::activation::Op::Identity;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_const_op;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,15 +42,7 @@ pub(crate) fn applies(g: &ConvGeom) -> bool {
         && cpu_supported()
 }
 
-#[cfg(target_arch = "x86_64")]
-fn cpu_supported() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_supported() -> bool {
-    false
-}
+use super::avx2_fma as cpu_supported;
 
 /// The zero-padded copy of one sample: `C_in` planes of `ph` rows of `pw` values.
 struct Padded {

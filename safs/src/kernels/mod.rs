@@ -85,6 +85,18 @@ fn switch(cell: &AtomicU8, var: &str, off: &str) -> bool {
     }
 }
 
+/// Whether this CPU runs AVX2 and FMA (the register-blocked kernels' instruction set).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU runs AVX2 and FMA (never, off x86-64).
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn avx2_fma() -> bool {
+    false
+}
+
 /// Whether a custom kernel handles `t`: kernels on, CPU tensor, f32 or f64.
 pub(crate) fn use_custom(t: &Tensor) -> bool {
     enabled() && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)

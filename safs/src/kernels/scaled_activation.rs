@@ -10,89 +10,12 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::storage::{dispatch_float, slice};
-use crate::activation::pointwise::{slope, value, Real};
+use crate::activation::pointwise::{slope, value, with_const_op, Real};
 use crate::activation::Op;
 use crate::Result;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
-
-/// Calls `$body` with `$c` a constant equal to `$op`, so the per-element `match` on the
-/// operator folds away in each arm.
-macro_rules! with_const_op {
-    ($op:expr, |$c:ident| $body:expr) => {
-        match $op {
-            Op::Relu => {
-                const $c: Op = Op::Relu;
-                $body
-            }
-            Op::Relu6 => {
-                const $c: Op = Op::Relu6;
-                $body
-            }
-            Op::Hardswish => {
-                const $c: Op = Op::Hardswish;
-                $body
-            }
-            Op::Swish => {
-                const $c: Op = Op::Swish;
-                $body
-            }
-            Op::Tanhsoft1 => {
-                const $c: Op = Op::Tanhsoft1;
-                $body
-            }
-            Op::Acon => {
-                const $c: Op = Op::Acon;
-                $body
-            }
-            Op::Gelu => {
-                const $c: Op = Op::Gelu;
-                $body
-            }
-            Op::Srs => {
-                const $c: Op = Op::Srs;
-                $body
-            }
-            Op::Elu => {
-                const $c: Op = Op::Elu;
-                $body
-            }
-            Op::Selu => {
-                const $c: Op = Op::Selu;
-                $body
-            }
-            Op::Tanh => {
-                const $c: Op = Op::Tanh;
-                $body
-            }
-            Op::Sigmoid => {
-                const $c: Op = Op::Sigmoid;
-                $body
-            }
-            Op::Softplus => {
-                const $c: Op = Op::Softplus;
-                $body
-            }
-            Op::Logsigmoid => {
-                const $c: Op = Op::Logsigmoid;
-                $body
-            }
-            Op::Symlog => {
-                const $c: Op = Op::Symlog;
-                $body
-            }
-            Op::Symexp => {
-                const $c: Op = Op::Symexp;
-                $body
-            }
-            Op::Identity => {
-                const $c: Op = Op::Identity;
-                $body
-            }
-        }
-    };
-}
 
 /// `p = [alpha, beta, theta_0, ...]` as read by the kernels.
 #[derive(Clone, Copy)]

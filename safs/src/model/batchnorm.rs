@@ -18,7 +18,7 @@ pub const BN_EPS: f64 = 1e-5;
 /// Batch normalisation over (N, H, W) per channel of an (N, C, H, W) batch.
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
-    name: String,
+    pub(crate) name: String,
     channels: usize,
     weight: Var,
     bias: Var,
@@ -44,6 +44,23 @@ impl BatchNorm2d {
         self.channels
     }
 
+    /// The eval-mode map as per-channel `(scale, shift)`: `y = x * scale + shift`.
+    pub(crate) fn eval_scale_shift(&self) -> Result<(Tensor, Tensor)> {
+        // y = x * (gamma / sqrt(rv + eps)) + (beta - rm * gamma / sqrt(rv + eps))
+        let inv_std = self
+            .running_var
+            .as_detached_tensor()
+            .affine(1.0, BN_EPS)?
+            .sqrt()?
+            .recip()?;
+        let scale = self.weight.as_tensor().mul(&inv_std)?;
+        let shift = self
+            .bias
+            .as_tensor()
+            .sub(&self.running_mean.as_detached_tensor().mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+
     /// Normalises `x`: with batch statistics (updating the running ones) when `train`,
     /// with the running statistics otherwise.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -59,15 +76,7 @@ impl BatchNorm2d {
         let gamma = self.weight.as_tensor();
         let beta = self.bias.as_tensor();
         if !train {
-            // y = x * (gamma / sqrt(rv + eps)) + (beta - rm * gamma / sqrt(rv + eps))
-            let inv_std = self
-                .running_var
-                .as_detached_tensor()
-                .affine(1.0, BN_EPS)?
-                .sqrt()?
-                .recip()?;
-            let scale = gamma.mul(&inv_std)?;
-            let shift = beta.sub(&self.running_mean.as_detached_tensor().mul(&scale)?)?;
+            let (scale, shift) = self.eval_scale_shift()?;
             return kernels::channel_affine(x, &scale, &shift);
         }
         let (y, stats) = kernels::batch_norm_train(x, gamma, beta, BN_EPS)

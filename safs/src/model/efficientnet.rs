@@ -25,6 +25,7 @@ use candle_nn::Module;
 
 use super::{global_avg_pool, BatchNorm2d, Conv2d, Init, Linear, Network, Param, Scale};
 use crate::activation::{Activation, Op};
+use crate::infer::{Fuse, GraphBuilder, Value};
 use crate::Result;
 
 /// The block groups: (expansion, output channels, repeats, stride of the group's first block).
@@ -181,6 +182,28 @@ impl MbConv {
         Ok(out.broadcast_mul(&w)?.add(&short)?)
     }
 
+    /// The block in the inference graph; the gate and the shortcut run in one pass.
+    pub(crate) fn build_inference(
+        &self,
+        g: &mut GraphBuilder,
+        x: Value,
+        acts: &[Activation],
+    ) -> Result<Value> {
+        let act = |a| Fuse {
+            act: Some(a),
+            ..Fuse::default()
+        };
+        let h = g.conv(x, &self.conv1, Some(&self.bn1), act(&acts[0]))?;
+        let h = g.conv(h, &self.conv2, Some(&self.bn2), act(&acts[1]))?;
+        let out = g.conv(h, &self.conv3, Some(&self.bn3), Fuse::default())?;
+        let short = match &self.shortcut {
+            Shortcut::Identity => x,
+            Shortcut::Projection(conv, bn) => g.conv(x, conv, Some(bn), Fuse::default())?,
+            Shortcut::Out => out,
+        };
+        g.squeeze_excite(out, &self.se.fc1, &self.se.fc2, &acts[2], Some(short))
+    }
+
     pub(crate) fn params(&self) -> Vec<Param> {
         let mut out = [
             self.conv1.params(),
@@ -267,6 +290,20 @@ impl Network for EfficientNetB0 {
             x = block.forward(&x, train, &self.acts[s..s + MbConv::SLOTS])?;
         }
         self.linear.forward(&global_avg_pool(&x)?)
+    }
+
+    fn build_inference(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let stem = Fuse {
+            act: Some(&self.acts[0]),
+            ..Fuse::default()
+        };
+        let mut x = g.conv(x, &self.conv1, Some(&self.bn1), stem)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let s = 1 + MbConv::SLOTS * i;
+            x = block.build_inference(g, x, &self.acts[s..s + MbConv::SLOTS])?;
+        }
+        let x = g.global_avg_pool(x)?;
+        g.linear(x, &self.linear, None)
     }
 
     fn activations(&self) -> &[Activation] {

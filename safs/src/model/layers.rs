@@ -9,12 +9,12 @@ use crate::Result;
 /// A 2-D convolution with bias, PyTorch's `nn.Conv2d` semantics.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
-    name: String,
-    weight: Var,
-    bias: Option<Var>,
-    stride: usize,
-    padding: usize,
-    groups: usize,
+    pub(crate) name: String,
+    pub(crate) weight: Var,
+    pub(crate) bias: Option<Var>,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    pub(crate) groups: usize,
 }
 
 impl Conv2d {
@@ -102,9 +102,9 @@ pub fn expand_channels(v: &Tensor, n: usize, h: usize, w: usize) -> Result<Tenso
 /// A fully connected layer, PyTorch's `nn.Linear` semantics (y = x W^T + b).
 #[derive(Clone, Debug)]
 pub struct Linear {
-    name: String,
-    weight: Var,
-    bias: Var,
+    pub(crate) name: String,
+    pub(crate) weight: Var,
+    pub(crate) bias: Var,
 }
 
 impl Linear {

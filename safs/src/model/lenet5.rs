@@ -5,6 +5,7 @@ use candle_nn::Module;
 
 use super::{max_pool2d, Conv2d, Init, Linear, Network, Param};
 use crate::activation::{Activation, Op};
+use crate::infer::{Fuse, GraphBuilder, Value};
 use crate::Result;
 
 /// conv 1->6 k5, pool 2, conv 6->16 k5, pool 2, fc 256->120->84->classes; an activation
@@ -48,6 +49,21 @@ impl Network for LeNet5 {
         let x = self.acts[2].forward(&self.fc1.forward(&x)?)?;
         let x = self.acts[3].forward(&self.fc2.forward(&x)?)?;
         self.fc3.forward(&x)
+    }
+
+    fn build_inference(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let a = &self.acts;
+        let then = |act| Fuse {
+            act: Some(act),
+            pool: true,
+            ..Fuse::default()
+        };
+        let x = g.conv(x, &self.conv1, None, then(&a[0]))?;
+        let x = g.conv(x, &self.conv2, None, then(&a[1]))?;
+        let x = g.flatten(x)?;
+        let x = g.linear(x, &self.fc1, Some(&a[2]))?;
+        let x = g.linear(x, &self.fc2, Some(&a[3]))?;
+        g.linear(x, &self.fc3, None)
     }
 
     fn activations(&self) -> &[Activation] {

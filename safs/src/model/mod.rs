@@ -27,6 +27,7 @@ use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::activation::{Activation, ActivationPlan, Op};
+use crate::infer::{GraphBuilder, Value};
 use crate::{Error, Result};
 
 pub use crate::kernels::depthwise_conv2d;
@@ -77,6 +78,16 @@ pub trait Network: Send {
 
     /// Trainable parameters (not the activation scales), in a fixed order.
     fn parameters(&self) -> Vec<Param>;
+
+    /// Describes the network to the inference graph, from input `x` to the logits
+    /// ([`crate::infer::InferenceGraph::build`]).
+    fn build_inference(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let _ = (g, x);
+        Err(Error::Config(format!(
+            "{} has no inference graph",
+            self.name()
+        )))
+    }
 
     /// Saved but untrained state, e.g. BatchNorm running statistics.
     fn buffers(&self) -> Vec<(String, Var)> {

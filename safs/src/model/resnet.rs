@@ -11,6 +11,7 @@ use candle_nn::Module;
 
 use super::{global_avg_pool, BatchNorm2d, Conv2d, Init, Linear, Network, Param, Scale};
 use crate::activation::{Activation, Op};
+use crate::infer::{Fuse, GraphBuilder, Value};
 use crate::Result;
 
 /// conv3x3 + BN + slot, conv3x3 + BN, plus the shortcut, then a slot (two slots).
@@ -96,6 +97,29 @@ impl BasicBlock {
             None => x.clone(),
         };
         Ok(acts[1].forward(&out.add(&short)?)?)
+    }
+
+    /// The block in the inference graph: `act1(bn2(conv2(h)) + shortcut)` in one loop.
+    pub(crate) fn build_inference(
+        &self,
+        g: &mut GraphBuilder,
+        x: Value,
+        acts: &[Activation],
+    ) -> Result<Value> {
+        let act = |a| Fuse {
+            act: Some(a),
+            ..Fuse::default()
+        };
+        let h = g.conv(x, &self.conv1, Some(&self.bn1), act(&acts[0]))?;
+        let short = match &self.shortcut {
+            Some((conv, bn)) => g.conv(x, conv, Some(bn), Fuse::default())?,
+            None => x,
+        };
+        let fuse = Fuse {
+            residual: Some(short),
+            ..act(&acts[1])
+        };
+        g.conv(h, &self.conv2, Some(&self.bn2), fuse)
     }
 
     pub(crate) fn params(&self) -> Vec<Param> {
@@ -186,6 +210,20 @@ impl Network for ResNet18 {
             x = block.forward(&x, train, &self.acts[s..s + BasicBlock::SLOTS])?;
         }
         self.linear.forward(&global_avg_pool(&x)?)
+    }
+
+    fn build_inference(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let stem = Fuse {
+            act: Some(&self.acts[0]),
+            ..Fuse::default()
+        };
+        let mut x = g.conv(x, &self.conv1, Some(&self.bn1), stem)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let s = 1 + BasicBlock::SLOTS * i;
+            x = block.build_inference(g, x, &self.acts[s..s + BasicBlock::SLOTS])?;
+        }
+        let x = g.global_avg_pool(x)?;
+        g.linear(x, &self.linear, None)
     }
 
     fn activations(&self) -> &[Activation] {

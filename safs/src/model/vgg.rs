@@ -17,6 +17,7 @@ use candle_nn::Module;
 
 use super::{max_pool2d, BatchNorm2d, Conv2d, Init, Linear, Network, Param, Scale};
 use crate::activation::{Activation, Op};
+use crate::infer::{Fuse, GraphBuilder, Value};
 use crate::{Error, Result};
 
 /// The two VGG depths.
@@ -184,6 +185,23 @@ impl Network for Vgg {
             };
         }
         self.classifier.forward(&x.flatten_from(1)?)
+    }
+
+    fn build_inference(&self, g: &mut GraphBuilder, mut x: Value) -> Result<Value> {
+        let mut slot = 0;
+        for (i, item) in self.items.iter().enumerate() {
+            if let Item::Unit(u) = item {
+                let fuse = Fuse {
+                    act: Some(&self.acts[slot]),
+                    pool: matches!(self.items.get(i + 1), Some(Item::Pool)),
+                    ..Fuse::default()
+                };
+                x = g.conv(x, &u.conv, Some(&u.bn), fuse)?;
+                slot += 1;
+            }
+        }
+        let x = g.flatten(x)?;
+        g.linear(x, &self.classifier, None)
     }
 
     fn activations(&self) -> &[Activation] {
