@@ -7,6 +7,7 @@ safs architectures layer for layer; benches/compare.py checks the parameter coun
 
 import argparse
 import json
+import warnings
 import statistics
 import time
 
@@ -179,22 +180,75 @@ def prune_layerwise(model, rate):
             prune.remove(m, "weight")
 
 
-def infer_row(name, mode, reps):
-    if mode != "dense":
-        raise SystemExit(f"PyTorch has no sparse CNN inference path for row mode {mode!r}")
+class CsrConv(nn.Module):
+    """A convolution as unfold + torch.sparse CSR matmul (PyTorch has no sparse CPU conv)."""
+
+    def __init__(self, conv):
+        super().__init__()
+        w = conv.weight.detach()
+        self.weight = w.reshape(w.shape[0], -1).to_sparse_csr()
+        self.bias = None if conv.bias is None else conv.bias.detach()
+        self.k, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        cols = F.unfold(x, self.k, padding=self.padding, stride=self.stride)  # (N, K, L)
+        k, l = cols.shape[1], cols.shape[2]
+        y = torch.sparse.mm(self.weight, cols.transpose(0, 1).reshape(k, n * l))
+        ho = (h + 2 * self.padding[0] - self.k[0]) // self.stride[0] + 1
+        y = y.reshape(-1, n, l).transpose(0, 1).reshape(n, -1, ho, l // ho)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+class CsrLinear(nn.Module):
+    def __init__(self, lin):
+        super().__init__()
+        self.weight = lin.weight.detach().to_sparse_csr()
+        self.bias = lin.bias.detach()
+
+    def forward(self, x):
+        return torch.sparse.mm(self.weight, x.t()).t() + self.bias
+
+
+def to_csr(module):
+    """Every conv with one group and every linear layer in torch.sparse CSR, in place;
+    depthwise convolutions stay dense (CSR does not apply to grouped ones)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d) and child.groups == 1:
+            setattr(module, name, CsrConv(child))
+        elif isinstance(child, nn.Linear):
+            setattr(module, name, CsrLinear(child))
+        else:
+            to_csr(child)
+
+
+def infer_row(name, impl, rate, batch_size, reps):
+    """Eval-mode forward of the model pruned `rate`% layer-wise, dense or with CSR weights."""
+    if impl not in ("dense", "csr"):
+        raise SystemExit(f"unknown inference implementation {impl!r}")
     model = BUILD[name](MODELS[name][3])
-    prune_layerwise(model, 0.99)
+    prune_layerwise(model, int(rate) / 100)
     x, _ = batch(name)
     with torch.no_grad():  # BatchNorm statistics of the pruned network, as in bench.rs
-        for _ in range(10):
+        for _ in range(3):
             model(x)
     model.eval()
+    params = sum(p.numel() for p in model.parameters())
+    x = x[: int(batch_size.lstrip("b"))].contiguous()
+    if impl == "csr":
+        with torch.no_grad():
+            want = model(x)
+            to_csr(model)
+            got = model(x)
+        scale = want.abs().max().clamp(min=1.0)
+        if (got - want).abs().max() > 1e-4 * scale:
+            raise SystemExit(f"{name}: the CSR model's logits differ from the dense model's")
 
     def run():
         with torch.no_grad():
             model(x)
 
-    return timed(reps, run), x.shape[0], sum(p.numel() for p in model.parameters())
+    return timed(reps, run), x.shape[0], params
 
 
 def op_row(op, mode, reps):
@@ -238,13 +292,14 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    warnings.filterwarnings("ignore")  # CSR "beta state", NumPy absent: not results
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     parts = a.row.split("/")
     if parts[0] == "train":
         times, items, params = train_row(parts[1], a.reps)
     elif parts[0] == "infer":
-        times, items, params = infer_row(parts[1], parts[2], a.reps)
+        times, items, params = infer_row(*parts[1:5], a.reps)
     elif parts[0] == "op":
         times, items, params = op_row(parts[1], parts[2], a.reps)
     else:

@@ -125,7 +125,7 @@ fn train_lenet(seed: u64) -> (f64, f64, f64) {
         .apply(model.as_ref())
         .expect("mask");
     let pruned = evaluate(model.as_ref(), &test, 1000, &dev).expect("eval");
-    let sparse = evaluate_sparse(model.as_ref(), &test, 1000, &dev, 0.5).expect("sparse eval");
+    let sparse = evaluate_sparse(model.as_ref(), &test, 1000).expect("sparse eval");
     assert_eq!(pruned.n, sparse.n);
     assert!(
         (pruned.loss - sparse.loss).abs() < 1e-5,

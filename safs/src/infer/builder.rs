@@ -170,6 +170,7 @@ impl GraphBuilder {
                 act,
                 pool: fuse.pool,
                 residual: fuse.residual.is_some(),
+                phases: Vec::new(),
             },
             input: x.0,
             residual: fuse.residual.map(|r| r.0),

@@ -6,11 +6,9 @@
 //! one, where a direct convolution is cheaper than building im2col columns. Stride 2 runs
 //! as stride 1 over the input's four phases ([`super::planes::phases`]).
 
-use rayon::prelude::*;
-
 use super::act::PointAct;
-use super::kernel::{accumulate, TapList, BLOCK};
-use super::planes::{phases, Planes};
+use super::kernel::{accumulate, Tap, TapList, BLOCK};
+use super::planes::{for_chunks, phases, Planes};
 use crate::activation::pointwise::{value, with_const_op};
 use crate::kernels::threads;
 
@@ -39,6 +37,8 @@ pub(crate) struct ConvNode {
     pub act: PointAct,
     pub pool: bool,
     pub residual: bool,
+    /// Stride 2: the input phases the taps read (set by [`ConvNode::place`]).
+    pub phases: Vec<u8>,
 }
 
 /// Where the kernel reads: the planes, their stride, and the compute grid's row length and
@@ -57,27 +57,46 @@ impl ConvNode {
         let (kw, s, p) = (self.k.1, self.stride, self.pad);
         let wp = in_w + 2 * in_pad;
         let wc = if s == 1 { wp } else { wp.div_ceil(2) };
-        self.taps = self.taps.map(|t| {
+        let shift = |t: &Tap| {
             let (ky, kx) = (t.off as usize / kw, t.off as usize % kw);
-            let (ty, tx) = (ky + in_pad - p, kx + in_pad - p);
-            if s == 1 {
-                super::kernel::Tap {
+            (ky + in_pad - p, kx + in_pad - p)
+        };
+        if s == 1 {
+            self.taps = self.taps.map(|t| {
+                let (ty, tx) = shift(&t);
+                Tap {
                     off: (ty * wc + tx) as u32,
                     ..t
                 }
-            } else {
-                super::kernel::Tap {
-                    plane: t.plane * 4 + (2 * (ty % 2) + tx % 2) as u32,
-                    off: ((ty / 2) * wc + tx / 2) as u32,
-                    ..t
-                }
+            });
+            return self.taps.max_off();
+        }
+        // Stride 2: only the phases some tap reads are split out.
+        let phase = |t: &Tap| {
+            let (ty, tx) = shift(t);
+            (2 * (ty % 2) + tx % 2) as u8
+        };
+        let mut used: Vec<u8> = (0..self.taps.rows())
+            .flat_map(|co| self.taps.row(co).iter().map(phase).collect::<Vec<_>>())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let k = used.len() as u32;
+        self.taps = self.taps.map(|t| {
+            let (ty, tx) = shift(&t);
+            let slot = used.iter().position(|&u| u == phase(&t)).unwrap_or(0) as u32;
+            Tap {
+                plane: t.plane * k + slot,
+                off: ((ty / 2) * wc + tx / 2) as u32,
+                ..t
             }
         });
+        self.phases = used;
         self.taps.max_off()
     }
 
     /// Runs the layer on `x` into `out` (zeroed, the output geometry), adding `residual`.
-    pub fn run(&self, x: &Planes, residual: Option<&Planes>, out: &mut Planes) {
+    pub fn run(&self, x: &Planes, residual: Option<&Planes>, out: &mut Planes, par: bool) {
         let phased;
         let src = if self.stride == 1 {
             Source {
@@ -87,7 +106,7 @@ impl ConvNode {
                 hc: x.hp(),
             }
         } else {
-            let (buf, wc, hc) = phases(x, self.taps.max_off() + BLOCK);
+            let (buf, wc, hc) = phases(x, &self.phases, self.taps.max_off() + BLOCK, par);
             phased = buf;
             Source {
                 pstride: x.n * wc * hc + self.taps.max_off() + BLOCK,
@@ -101,39 +120,40 @@ impl ConvNode {
         if self.pool {
             rb = (rb + 1) & !1;
         }
-        let chunk = self.cout.div_ceil(4 * threads()).max(1);
+        let chunk = if par {
+            self.cout.div_ceil(4 * threads()).max(1)
+        } else {
+            self.cout
+        };
         let og = out.clone_geometry();
         let ops = out.pstride();
-        out.data
-            .par_chunks_mut(ops * chunk)
-            .enumerate()
-            .for_each(|(ci, planes)| {
-                let mut scratch = vec![0f32; (rb * src.wc).div_ceil(BLOCK) * BLOCK];
-                let mut r0 = 0;
-                while r0 < rows {
-                    let r1 = (r0 + rb).min(rows);
-                    let len = (r1 - r0) * src.wc;
-                    for (j, plane) in planes.chunks_mut(ops).enumerate() {
-                        let co = ci * chunk + j;
-                        for b in (0..len).step_by(BLOCK) {
-                            let block: &mut [f32; BLOCK] = (&mut scratch[b..b + BLOCK])
-                                .try_into()
-                                .expect("BLOCK floats");
-                            accumulate(
-                                src.data,
-                                src.pstride,
-                                &self.taps,
-                                co,
-                                r0 * src.wc + b,
-                                block,
-                            );
-                        }
-                        let res = residual.map(|r| (r, r.plane(co)));
-                        self.write_rows(co, &scratch, &src, r0..r1, &og, plane, res);
+        for_chunks(par, &mut out.data, ops * chunk, |ci, planes| {
+            let mut scratch = vec![0f32; (rb * src.wc).div_ceil(BLOCK) * BLOCK];
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + rb).min(rows);
+                let len = (r1 - r0) * src.wc;
+                for (j, plane) in planes.chunks_mut(ops).enumerate() {
+                    let co = ci * chunk + j;
+                    for b in (0..len).step_by(BLOCK) {
+                        let block: &mut [f32; BLOCK] = (&mut scratch[b..b + BLOCK])
+                            .try_into()
+                            .expect("BLOCK floats");
+                        accumulate(
+                            src.data,
+                            src.pstride,
+                            &self.taps,
+                            co,
+                            r0 * src.wc + b,
+                            block,
+                        );
                     }
-                    r0 = r1;
+                    let res = residual.map(|r| (r, r.plane(co)));
+                    self.write_rows(co, &mut scratch, &src, r0..r1, &og, plane, res);
                 }
-            });
+                r0 = r1;
+            }
+        });
     }
 
     /// The epilogue of output channel `co` for compute rows `rows`.
@@ -141,7 +161,45 @@ impl ConvNode {
     fn write_rows(
         &self,
         co: usize,
-        scratch: &[f32],
+        scratch: &mut [f32],
+        src: &Source,
+        rows: std::ops::Range<usize>,
+        og: &Planes,
+        plane: &mut [f32],
+        residual: Option<(&Planes, &[f32])>,
+    ) {
+        let PointAct {
+            alpha, beta, theta, ..
+        } = self.act;
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA.
+            unsafe { self.write_rows_avx2(co, scratch, src, rows, og, plane, residual) };
+            return;
+        }
+        with_const_op!(self.act.op, |OP| self.write_rows_with(
+            co,
+            scratch,
+            src,
+            rows,
+            og,
+            plane,
+            residual,
+            |v| beta * value(OP, alpha * v, &theta)
+        ))
+    }
+
+    /// [`ConvNode::write_rows`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn write_rows_avx2(
+        &self,
+        co: usize,
+        scratch: &mut [f32],
         src: &Source,
         rows: std::ops::Range<usize>,
         og: &Planes,
@@ -164,12 +222,14 @@ impl ConvNode {
     }
 
     /// [`ConvNode::write_rows`] with the activation as a closure (one copy per operator).
+    /// The block is finished in place in `scratch` (one contiguous run, so the loops
+    /// vectorise), then stored or pooled.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn write_rows_with(
         &self,
         co: usize,
-        scratch: &[f32],
+        scratch: &mut [f32],
         src: &Source,
         rows: std::ops::Range<usize>,
         og: &Planes,
@@ -179,32 +239,52 @@ impl ConvNode {
     ) {
         let bias = self.bias[co];
         let (wo, wc, r0) = (self.wo, src.wc, rows.start);
-        let finish = |v: f32, n: usize, oy: usize, ox: usize| -> f32 {
-            match residual {
-                Some((g, rp)) => act(v + bias + rp[g.at(n, oy, ox)]),
-                None => act(v + bias),
+        let len = rows.len() * wc;
+        // Stride 1 and borders that line up: the compute grid is the input's and the
+        // output's own layout shifted by a constant, so whole blocks are added, finished
+        // and stored as one run each (the junk columns between rows land on the output's
+        // border, so they are zeroed first).
+        let aligned = |g: &Planes| g.wp() == wc && g.hp() == src.hc && self.stride == 1;
+        let shift = |g: &Planes| g.pad * g.wp() + g.pad;
+        let block = &mut scratch[..len];
+        match residual {
+            Some((g, rp)) if aligned(g) => {
+                let res = &rp[r0 * wc + shift(g)..][..len];
+                for (a, &q) in block.iter_mut().zip(res) {
+                    *a = act(*a + bias + q);
+                }
             }
-        };
+            Some((g, rp)) => {
+                for r in rows.clone() {
+                    let (n, oy) = (r / src.hc, r % src.hc);
+                    if oy < self.ho {
+                        let acc = &mut block[(r - r0) * wc..][..wo];
+                        for (a, &q) in acc.iter_mut().zip(g.row(rp, n, oy)) {
+                            *a += q;
+                        }
+                    }
+                }
+                block.iter_mut().for_each(|a| *a = act(*a + bias));
+            }
+            None => block.iter_mut().for_each(|a| *a = act(*a + bias)),
+        }
         if !self.pool {
+            if aligned(og) {
+                for r in rows.clone() {
+                    let row = &mut block[(r - r0) * wc..][..wc];
+                    let junk = if r % src.hc >= self.ho { 0 } else { wo };
+                    row[junk..].fill(0.0);
+                }
+                let start = r0 * wc + shift(og);
+                let end = (start + len).min(og.n * og.image_len());
+                plane[start..end].copy_from_slice(&block[..end - start]);
+                return;
+            }
             for r in rows {
                 let (n, oy) = (r / src.hc, r % src.hc);
-                if oy >= self.ho {
-                    continue;
-                }
-                let acc = &scratch[(r - r0) * wc..][..wo];
-                let base = og.at(n, oy, 0);
-                let dst = &mut plane[base..base + wo];
-                match residual {
-                    None => {
-                        for (d, &a) in dst.iter_mut().zip(acc) {
-                            *d = act(a + bias);
-                        }
-                    }
-                    Some(_) => {
-                        for (ox, (d, &a)) in dst.iter_mut().zip(acc).enumerate() {
-                            *d = finish(a, n, oy, ox);
-                        }
-                    }
+                if oy < self.ho {
+                    let base = og.at(n, oy, 0);
+                    plane[base..base + wo].copy_from_slice(&block[(r - r0) * wc..][..wo]);
                 }
             }
             return;
@@ -218,32 +298,27 @@ impl ConvNode {
             let top = &scratch[(r - r0) * wc..][..wo];
             let bottom = &scratch[(r + 1 - r0) * wc..][..wo];
             let base = og.at(n, oy / 2, 0);
-            for (px, d) in plane[base..base + wo / 2].iter_mut().enumerate() {
-                let ox = 2 * px;
-                *d = max4([
-                    finish(top[ox], n, oy, ox),
-                    finish(top[ox + 1], n, oy, ox + 1),
-                    finish(bottom[ox], n, oy + 1, ox),
-                    finish(bottom[ox + 1], n, oy + 1, ox + 1),
-                ]);
+            let dst = &mut plane[base..base + wo / 2];
+            for ((d, t), b) in dst
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                *d = max2(max2(t[0], t[1]), max2(b[0], b[1]));
             }
         }
     }
 }
 
-/// The largest of a 2x2 window: the first maximum, NaN wins (the rule of the training
-/// kernel's max pool).
-fn max4(v: [f32; 4]) -> f32 {
-    let mut m = v[0];
-    for &e in &v[1..] {
-        if m.is_nan() {
-            return m;
-        }
-        if e > m || e.is_nan() {
-            m = e;
-        }
+/// The larger of two values, the first on a tie, NaN wins: over a 2x2 window, the rule of
+/// the training kernel's max pool.
+#[inline(always)]
+fn max2(a: f32, b: f32) -> f32 {
+    if a.is_nan() || a >= b {
+        a
+    } else {
+        b
     }
-    m
 }
 
 #[cfg(test)]
@@ -251,9 +326,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn max4_takes_nan_and_the_largest() {
+    fn max2_takes_nan_and_the_largest() {
+        let max4 = |v: [f32; 4]| max2(max2(v[0], v[1]), max2(v[2], v[3]));
         assert_eq!(max4([1.0, 3.0, 2.0, -1.0]), 3.0);
         assert!(max4([1.0, f32::NAN, 2.0, 5.0]).is_nan());
         assert!(max4([f32::NAN, 9.0, 2.0, 5.0]).is_nan());
+        assert!(max4([1.0, 2.0, 7.0, f32::NAN]).is_nan());
     }
 }

@@ -1,11 +1,9 @@
 //! The graph's small layers: squeeze-and-excitation, global average pooling, flattening and
 //! linear layers (vectors are `n x len`, row-major).
 
-use rayon::prelude::*;
-
 use super::act::PointAct;
 use super::kernel::TapList;
-use super::planes::Planes;
+use super::planes::{for_chunks, Planes};
 
 /// A fully connected layer over the non-zero weights (`tap.plane` is the input index).
 #[derive(Clone, Debug)]
@@ -19,10 +17,10 @@ pub(crate) struct LinearNode {
 
 impl LinearNode {
     /// `act(W x + b)` for every row of `x` (`n x fin`).
-    pub fn run(&self, x: &[f32], n: usize) -> Vec<f32> {
+    pub fn run(&self, x: &[f32], n: usize, par: bool) -> Vec<f32> {
         let fout = self.bias.len();
         let mut y = vec![0f32; n * fout];
-        y.par_chunks_mut(fout).enumerate().for_each(|(s, ys)| {
+        for_chunks(par, &mut y, fout, |s, ys| {
             let xs = &x[s * self.fin..(s + 1) * self.fin];
             for (o, out) in ys.iter_mut().enumerate() {
                 let sum: f32 = self
@@ -55,8 +53,8 @@ pub(crate) fn global_avg_pool(x: &Planes) -> Vec<f32> {
 }
 
 /// The interior in (C, H, W) order per sample: `n x (c h w)`.
-pub(crate) fn flatten(x: &Planes) -> Vec<f32> {
-    x.to_nchw()
+pub(crate) fn flatten(x: &Planes, par: bool) -> Vec<f32> {
+    x.to_nchw(par)
 }
 
 /// Squeeze-and-excitation with its shortcut: `y = x * sigmoid(fc2(act(fc1(mean(x))))) + s`.
@@ -70,37 +68,35 @@ pub(crate) struct SeNode {
 impl SeNode {
     /// Writes `y` into `out` (zeroed, same channels and size as `x`); `short` is added when
     /// given (it may be `x` itself).
-    pub fn run(&self, x: &Planes, short: Option<&Planes>, out: &mut Planes) {
-        let gate = self.fc2.run(&self.fc1.run(&global_avg_pool(x), x.n), x.n);
+    pub fn run(&self, x: &Planes, short: Option<&Planes>, out: &mut Planes, par: bool) {
+        let hidden = self.fc1.run(&global_avg_pool(x), x.n, par);
+        let gate = self.fc2.run(&hidden, x.n, par);
         let og = out.clone_geometry();
         let ops = og.pstride();
-        out.data
-            .par_chunks_mut(ops)
-            .enumerate()
-            .for_each(|(c, plane)| {
-                let src = x.plane(c);
-                let sp = short.map(|s| (s, s.plane(c)));
-                for s in 0..x.n {
-                    let g = gate[s * x.c + c];
-                    for y in 0..x.h {
-                        let xr = x.row(src, s, y);
-                        let i = og.at(s, y, 0);
-                        let dst = &mut plane[i..i + x.w];
-                        match sp {
-                            Some((sg, splane)) => {
-                                let sr = sg.row(splane, s, y);
-                                for ((d, &v), &r) in dst.iter_mut().zip(xr).zip(sr) {
-                                    *d = v * g + r;
-                                }
+        for_chunks(par, &mut out.data, ops, |c, plane| {
+            let src = x.plane(c);
+            let sp = short.map(|s| (s, s.plane(c)));
+            for s in 0..x.n {
+                let g = gate[s * x.c + c];
+                for y in 0..x.h {
+                    let xr = x.row(src, s, y);
+                    let i = og.at(s, y, 0);
+                    let dst = &mut plane[i..i + x.w];
+                    match sp {
+                        Some((sg, splane)) => {
+                            let sr = sg.row(splane, s, y);
+                            for ((d, &v), &r) in dst.iter_mut().zip(xr).zip(sr) {
+                                *d = v * g + r;
                             }
-                            None => {
-                                for (d, &v) in dst.iter_mut().zip(xr) {
-                                    *d = v * g;
-                                }
+                        }
+                        None => {
+                            for (d, &v) in dst.iter_mut().zip(xr) {
+                                *d = v * g;
                             }
                         }
                     }
                 }
-            });
+            }
+        });
     }
 }

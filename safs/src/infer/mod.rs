@@ -26,14 +26,20 @@ mod kernel;
 mod planes;
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 pub use builder::{Fuse, GraphBuilder, Value};
 use conv::ConvNode;
 use head::{LinearNode, SeNode};
 use planes::Planes;
 
+use crate::kernels::threads;
 use crate::model::Network;
 use crate::{Error, Result};
+
+/// Images per sub-batch when a batch is split across threads: 8 was the fastest of
+/// 1-64 for VGG-16 and ResNet-18 at 99% (batch 64, 2 threads; docs/benchmarks.md).
+const SUB_BATCH: usize = 8;
 
 /// The shape of a value: feature maps or one vector per sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,16 +283,42 @@ impl InferenceGraph {
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1()?;
+        let classes = self.num_outputs();
+        let image = c * h * w;
+        let sub = SUB_BATCH;
+        let logits = if n > sub && threads() > 1 {
+            // One sub-batch per task, its layers run on one thread: the feature maps of a
+            // few images stay in that core's cache, where a whole batch's would not.
+            let parts: Vec<Result<Vec<f32>>> = data
+                .par_chunks(sub * image)
+                .map(|part| self.run(part, part.len() / image, false))
+                .collect();
+            let mut out = Vec::with_capacity(n * classes);
+            for p in parts {
+                out.extend(p?);
+            }
+            out
+        } else {
+            self.run(&data, n, true)?
+        };
+        Ok(Tensor::from_vec(logits, (n, classes), &Device::Cpu)?)
+    }
+
+    /// The logits of `n` images (`data` in NCHW order); `par` splits each layer over
+    /// rayon's pool.
+    fn run(&self, data: &[f32], n: usize, par: bool) -> Result<Vec<f32>> {
+        let [c, h, w] = self.input;
         let info = &self.values[0];
         let mut bufs: Vec<Option<Buf>> = (0..self.values.len()).map(|_| None).collect();
         bufs[0] = Some(Buf::Maps(Planes::from_nchw(
-            &data,
+            data,
             [n, c, h, w],
             info.pad,
             info.slack,
+            par,
         )));
         for (i, node) in self.nodes.iter().enumerate() {
-            let out = self.run_node(node, &bufs, n)?;
+            let out = self.run_node(node, &bufs, n, par)?;
             bufs[node.output()] = Some(out);
             for v in node.inputs() {
                 if self.last_use[v] == i && v != self.output {
@@ -295,10 +327,7 @@ impl InferenceGraph {
             }
         }
         match bufs[self.output].take() {
-            Some(Buf::Vector(v)) => {
-                let classes = v.len() / n.max(1);
-                Ok(Tensor::from_vec(v, (n, classes), &Device::Cpu)?)
-            }
+            Some(Buf::Vector(v)) => Ok(v),
             _ => Err(Error::Config(format!(
                 "inference graph of {}: the output was not computed",
                 self.model
@@ -328,7 +357,7 @@ impl InferenceGraph {
         }
     }
 
-    fn run_node(&self, node: &Node, bufs: &[Option<Buf>], n: usize) -> Result<Buf> {
+    fn run_node(&self, node: &Node, bufs: &[Option<Buf>], n: usize, par: bool) -> Result<Buf> {
         Ok(match node {
             Node::Conv {
                 node,
@@ -339,7 +368,7 @@ impl InferenceGraph {
                 let x = self.maps(bufs, *input)?;
                 let r = residual.map(|r| self.maps(bufs, r)).transpose()?;
                 let mut out = self.alloc(*output, n);
-                node.run(x, r, &mut out);
+                node.run(x, r, &mut out, par);
                 Buf::Maps(out)
             }
             Node::Se {
@@ -351,13 +380,15 @@ impl InferenceGraph {
                 let x = self.maps(bufs, *input)?;
                 let s = short.map(|s| self.maps(bufs, s)).transpose()?;
                 let mut out = self.alloc(*output, n);
-                node.run(x, s, &mut out);
+                node.run(x, s, &mut out, par);
                 Buf::Maps(out)
             }
             Node::Gap { input, .. } => Buf::Vector(head::global_avg_pool(self.maps(bufs, *input)?)),
-            Node::Flatten { input, .. } => Buf::Vector(head::flatten(self.maps(bufs, *input)?)),
+            Node::Flatten { input, .. } => {
+                Buf::Vector(head::flatten(self.maps(bufs, *input)?, par))
+            }
             Node::Linear { node, input, .. } => match &bufs[*input] {
-                Some(Buf::Vector(v)) => Buf::Vector(node.run(v, n)),
+                Some(Buf::Vector(v)) => Buf::Vector(node.run(v, n, par)),
                 _ => return Err(self.missing(*input)),
             },
         })

@@ -172,3 +172,28 @@ fn a_wrong_input_size_or_an_unsupported_model_is_an_error() -> Result<()> {
     assert!(err.contains("conv2"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_batch_split_across_threads_gives_the_same_bits_as_one_image_at_a_time() -> Result<()> {
+    let dev = Device::Cpu;
+    let mut model = ModelKind::Resnet18.build_with(
+        10,
+        Scale {
+            width: 0.125,
+            depth: 1.0,
+        },
+        2,
+        &dev,
+    )?;
+    prepare(model.as_mut(), 4, 0.95, 21)?;
+    let graph = InferenceGraph::build(model.as_ref(), [3, 32, 32])?;
+    let x = pseudo_random(&[19, 3, 32, 32], 5)?.to_dtype(DType::F32)?;
+    let whole: Vec<Vec<f32>> = graph.forward(&x)?.to_vec2()?;
+    for (i, row) in whole.iter().enumerate() {
+        let one: Vec<Vec<f32>> = graph.forward(&x.narrow(0, i, 1)?)?.to_vec2()?;
+        assert_eq!(&one[0], row, "image {i}");
+    }
+    let dense = model.forward_t(&x, false)?;
+    assert!(rel_diff(&Tensor::new(whole, &dev)?, &dense)? <= 1e-4);
+    Ok(())
+}

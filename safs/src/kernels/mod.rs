@@ -16,7 +16,6 @@
 //! - [`relu`], [`silu`]: one-pass gradients;
 //! - [`channel_affine`]: BatchNorm in eval mode in one pass;
 //! - [`add_channel_bias`]: a per-channel bias added to an (N, C, H, W) batch;
-//! - [`sparse`]: inference that skips the zeros of a pruned network;
 //! - [`tune_allocator`]: keeps freed memory for the next step (glibc).
 //!
 //! On other devices, for other dtypes, or when switched off ([`set_enabled`], or the
@@ -34,7 +33,6 @@ mod depthwise;
 mod gemm;
 mod pool;
 mod scaled_activation;
-pub mod sparse;
 mod storage;
 
 pub use activation::{relu, silu};

@@ -53,9 +53,6 @@ impl Conv2d {
         let w = self.weight.as_tensor();
         let bias = self.bias.as_ref().map(|b| b.as_tensor());
         let (s, p, g) = (self.stride, self.padding, self.groups);
-        if let Some(y) = kernels::sparse::try_conv2d(x, w, bias, s, p, g)? {
-            return Ok(y);
-        }
         if g > 1 && w.dim(1)? == 1 && w.dim(0)? == g {
             let y = kernels::depthwise_conv2d(x, w, s, p)?;
             return match bias {
@@ -119,10 +116,6 @@ impl Linear {
 
     /// Applies the layer to an (N, fin) batch.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
-        if let Some(y) = kernels::sparse::try_linear(x, w, b)? {
-            return Ok(y);
-        }
         let y = x.matmul(&self.weight.as_tensor().t()?)?;
         Ok(y.broadcast_add(self.bias.as_tensor())?)
     }

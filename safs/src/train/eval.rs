@@ -52,11 +52,28 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Metrics> {
+    metrics(set, batch_size, device, |x| model.forward_t(x, false))
+}
+
+/// [`evaluate`] through the sparse inference graph ([`crate::infer::InferenceGraph`]),
+/// built once from the model's current state: same logits within f32 rounding. CPU.
+pub fn evaluate_sparse(model: &dyn Network, set: &ImageSet, batch_size: usize) -> Result<Metrics> {
+    let graph = crate::infer::InferenceGraph::build(model, set.shape())?;
+    metrics(set, batch_size, &Device::Cpu, |x| graph.forward(x))
+}
+
+/// Loss and accuracies of the logits `forward` gives for every batch of `set`.
+fn metrics(
+    set: &ImageSet,
+    batch_size: usize,
+    device: &Device,
+    forward: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Metrics> {
     let mut loss_sum = 0f64;
     let (mut c1, mut c5, mut n) = (0usize, 0usize, 0usize);
     for batch in set.batches(batch_size, None, device) {
         let (x, y) = batch?;
-        let logits = model.forward_t(&x, false)?;
+        let logits = forward(&x)?;
         let b = y.dims1()?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64;
         loss_sum += loss * b as f64;
@@ -77,20 +94,6 @@ pub fn evaluate(
         top1: pct(c1),
         top5: pct(c5),
         n,
-    })
-}
-
-/// [`evaluate`] with sparse inference: layers whose weights are at least `min_sparsity` zeros
-/// skip them ([`crate::kernels::sparse`]); same logits as the dense path within rounding.
-pub fn evaluate_sparse(
-    model: &dyn Network,
-    set: &ImageSet,
-    batch_size: usize,
-    device: &Device,
-    min_sparsity: f64,
-) -> Result<Metrics> {
-    crate::kernels::sparse::with_sparse_inference(min_sparsity, || {
-        evaluate(model, set, batch_size, device)
     })
 }
 

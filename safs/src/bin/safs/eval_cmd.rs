@@ -31,12 +31,9 @@ pub struct EvalArgs {
     /// Seed of the train/validation split (for --split valid; default validation size).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Skip the zeros of pruned layers (those at least --min-sparsity zeros); CPU, f32 only.
+    /// Run the sparse inference graph (BatchNorm folded, zeros skipped); CPU, f32.
     #[arg(long)]
     sparse: bool,
-    /// Fraction of zeros from which --sparse compresses a layer.
-    #[arg(long, default_value_t = safs::kernels::sparse::DEFAULT_MIN_SPARSITY)]
-    min_sparsity: f64,
     #[command(flatten)]
     common: Common,
 }
@@ -55,12 +52,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         SplitArg::Valid => &splits.valid,
         SplitArg::Test => &splits.test,
     };
-    if !(0.0..=1.0).contains(&a.min_sparsity) {
-        anyhow::bail!("--min-sparsity must be in [0, 1], got {}", a.min_sparsity);
-    }
     let started = std::time::Instant::now();
     let m = if a.sparse {
-        evaluate_sparse(model.as_ref(), set, 1000, &device, a.min_sparsity)?
+        if !device.is_cpu() {
+            anyhow::bail!("--sparse runs on the CPU; drop --device or --sparse");
+        }
+        evaluate_sparse(model.as_ref(), set, 1000)?
     } else {
         evaluate(model.as_ref(), set, 1000, &device)?
     };
