@@ -31,6 +31,18 @@ pub(crate) trait Real:
     fn min(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
     fn is_nan(self) -> bool;
+
+    /// The logistic function, in the form stable for either sign of `self`.
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        let one = Self::c(1.0);
+        if self >= Self::c(0.0) {
+            one / (one + (-self).exp())
+        } else {
+            let e = self.exp();
+            e / (one + e)
+        }
+    }
 }
 
 macro_rules! real {
@@ -97,16 +109,10 @@ impl<R: Real> Slope<R> {
     }
 }
 
-/// The stable logistic function.
+/// The logistic function ([`Real::sigmoid`]).
 #[inline(always)]
 fn sigmoid<R: Real>(u: R) -> R {
-    let one = R::c(1.0);
-    if u >= R::c(0.0) {
-        one / (one + (-u).exp())
-    } else {
-        let e = u.exp();
-        e / (one + e)
-    }
+    u.sigmoid()
 }
 
 /// `ln(1 + exp(u))` without overflow.

@@ -6,11 +6,14 @@
 //! one, where a direct convolution is cheaper than building im2col columns. Stride 2 runs
 //! as stride 1 over the input's four phases ([`super::planes::phases`]).
 
-use super::act::PointAct;
+use super::act::{Fast, PointAct};
 use super::kernel::{accumulate, Tap, TapList, BLOCK};
 use super::planes::{for_chunks, phases, Planes};
 use crate::activation::pointwise::{value, with_const_op};
 use crate::kernels::threads;
+
+/// Multiply-adds (plus outputs) below which a layer runs on the calling thread alone.
+pub(crate) const PAR_MIN_WORK: usize = 1 << 17;
 
 /// Compute positions per row block before it is written out (a few kernel calls).
 const ROW_BLOCK: usize = 8 * BLOCK;
@@ -97,6 +100,9 @@ impl ConvNode {
 
     /// Runs the layer on `x` into `out` (zeroed, the output geometry), adding `residual`.
     pub fn run(&self, x: &Planes, residual: Option<&Planes>, out: &mut Planes, par: bool) {
+        // Layers too small to share: splitting costs more than it saves (batch 1).
+        let work = (self.taps.nnz() + self.cout) * x.n * self.ho * self.wo;
+        let par = par && work >= PAR_MIN_WORK;
         let phased;
         let src = if self.stride == 1 {
             Source {
@@ -185,6 +191,7 @@ impl ConvNode {
             og,
             plane,
             residual,
+            #[inline(always)]
             |v| beta * value(OP, alpha * v, &theta)
         ))
     }
@@ -209,6 +216,7 @@ impl ConvNode {
         let PointAct {
             alpha, beta, theta, ..
         } = self.act;
+        let theta = theta.map(Fast);
         with_const_op!(self.act.op, |OP| self.write_rows_with(
             co,
             scratch,
@@ -217,7 +225,8 @@ impl ConvNode {
             og,
             plane,
             residual,
-            |v| beta * value(OP, alpha * v, &theta)
+            #[inline(always)]
+            |v| (Fast(beta) * value(OP, Fast(alpha * v), &theta)).0
         ))
     }
 

@@ -2,6 +2,7 @@
 //! linear layers (vectors are `n x len`, row-major).
 
 use super::act::PointAct;
+use super::conv::PAR_MIN_WORK;
 use super::kernel::TapList;
 use super::planes::{for_chunks, Planes};
 
@@ -19,6 +20,7 @@ impl LinearNode {
     /// `act(W x + b)` for every row of `x` (`n x fin`).
     pub fn run(&self, x: &[f32], n: usize, par: bool) -> Vec<f32> {
         let fout = self.bias.len();
+        let par = par && (self.weights.nnz() + fout) * n >= PAR_MIN_WORK;
         let mut y = vec![0f32; n * fout];
         for_chunks(par, &mut y, fout, |s, ys| {
             let xs = &x[s * self.fin..(s + 1) * self.fin];
@@ -69,6 +71,7 @@ impl SeNode {
     /// Writes `y` into `out` (zeroed, same channels and size as `x`); `short` is added when
     /// given (it may be `x` itself).
     pub fn run(&self, x: &Planes, short: Option<&Planes>, out: &mut Planes, par: bool) {
+        let par = par && x.c * x.n * x.h * x.w >= PAR_MIN_WORK;
         let hidden = self.fc1.run(&global_avg_pool(x), x.n, par);
         let gate = self.fc2.run(&hidden, x.n, par);
         let og = out.clone_geometry();
