@@ -10,6 +10,7 @@ mod combine;
 mod compare;
 mod evals;
 mod files;
+mod graph;
 mod hparams;
 mod seeds;
 mod stats;
@@ -21,6 +22,7 @@ pub use compare::{
 };
 pub use evals::evals_frame;
 pub use files::{append_eval, read_evals_jsonl, read_parquet, write_csv, write_parquet};
+pub use graph::graph_frame;
 pub use hparams::flat_hparams;
 pub(crate) use hparams::{hparam_columns, hparam_keys};
 pub use seeds::{summarize_seeds, PairedDiff, SeedSummary, PAIRS};
