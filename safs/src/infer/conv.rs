@@ -258,10 +258,14 @@ impl ConvNode {
         let block = &mut scratch[..len];
         match residual {
             Some((g, rp)) if aligned(g) => {
-                let res = &rp[r0 * wc + shift(g)..][..len];
-                for (a, &q) in block.iter_mut().zip(res) {
+                // The last image's bottom border rows may map past the plane: junk anyway.
+                let res = rp.get(r0 * wc + shift(g)..).unwrap_or(&[]);
+                let m = res.len().min(len);
+                let (with, without) = block.split_at_mut(m);
+                for (a, &q) in with.iter_mut().zip(res) {
                     *a = act(*a + bias + q);
                 }
+                without.iter_mut().for_each(|a| *a = act(*a + bias));
             }
             Some((g, rp)) => {
                 for r in rows.clone() {
@@ -284,9 +288,12 @@ impl ConvNode {
                     let junk = if r % src.hc >= self.ho { 0 } else { wo };
                     row[junk..].fill(0.0);
                 }
+                // A block of the last image's bottom border rows alone maps past its end.
                 let start = r0 * wc + shift(og);
                 let end = (start + len).min(og.n * og.image_len());
-                plane[start..end].copy_from_slice(&block[..end - start]);
+                if start < end {
+                    plane[start..end].copy_from_slice(&block[..end - start]);
+                }
                 return;
             }
             for r in rows {
@@ -333,6 +340,165 @@ fn max2(a: f32, b: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activation::Op;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// PyTorch's conv2d (cross-correlation, zero padding) + bias, + residual, ReLU, 2x2 max
+    /// pool, written as plain loops over NCHW.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[f32],
+        [n, cin, h, w]: [usize; 4],
+        wt: &[f32],
+        bias: &[f32],
+        (k, s, p): (usize, usize, usize),
+        res: Option<&[f32]>,
+        pool: bool,
+    ) -> Vec<f32> {
+        let cout = bias.len();
+        let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let mut y = vec![0f32; n * cout * ho * wo];
+        for b in 0..n {
+            for co in 0..cout {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut acc = 0f64;
+                        for ci in 0..cin {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (
+                                        (oy * s + ky) as isize - p as isize,
+                                        (ox * s + kx) as isize - p as isize,
+                                    );
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let xv =
+                                        x[((b * cin + ci) * h + iy as usize) * w + ix as usize];
+                                    acc += (wt[((co * cin + ci) * k + ky) * k + kx] * xv) as f64;
+                                }
+                            }
+                        }
+                        let i = ((b * cout + co) * ho + oy) * wo + ox;
+                        let v = acc as f32 + bias[co] + res.map_or(0.0, |r| r[i]);
+                        y[i] = v.max(0.0);
+                    }
+                }
+            }
+        }
+        if !pool {
+            return y;
+        }
+        let (hq, wq) = (ho / 2, wo / 2);
+        let mut out = vec![0f32; n * cout * hq * wq];
+        for (i, o) in out.iter_mut().enumerate() {
+            let (plane, oy, ox) = (i / (hq * wq), i / wq % hq, i % wq);
+            let at = |dy: usize, dx: usize| y[(plane * ho + 2 * oy + dy) * wo + 2 * ox + dx];
+            *o = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+        }
+        out
+    }
+
+    /// The node against the loops above over shapes that put a row block on the last
+    /// image's border alone (17 rows of 32 with 16-row blocks), stride 2 with odd sizes,
+    /// 1x1 and 5x5 kernels, residuals, pools, 1 image and several, serial and parallel.
+    #[test]
+    fn a_conv_node_equals_the_loop_definition() {
+        let mut seed = 3;
+        // (n, cin, h, w, cout, k, stride, pad, in_pad, out_pad, residual, pool)
+        let cases = [
+            (1, 2, 15, 30, 3, 3, 1, 1, 1, 1, false, false),
+            (2, 3, 15, 30, 4, 3, 1, 1, 1, 1, true, false),
+            (3, 2, 8, 8, 5, 3, 1, 1, 1, 0, false, true),
+            (2, 4, 7, 9, 3, 3, 2, 1, 1, 1, false, false),
+            (1, 3, 1, 1, 2, 3, 2, 1, 1, 0, false, false),
+            (2, 3, 6, 6, 4, 1, 2, 0, 1, 1, true, false),
+            (2, 2, 12, 12, 3, 5, 1, 0, 0, 0, false, true),
+            (4, 5, 4, 4, 6, 1, 1, 0, 1, 2, true, false),
+        ];
+        for (idx, &(n, cin, h, w, cout, k, s, p, in_pad, out_pad, residual, pool)) in
+            cases.iter().enumerate()
+        {
+            let x: Vec<f32> = (0..n * cin * h * w).map(|_| lcg(&mut seed)).collect();
+            let wt: Vec<f32> = (0..cout * cin * k * k)
+                .map(|_| lcg(&mut seed))
+                .map(|v| if v.abs() < 0.4 { 0.0 } else { v })
+                .collect();
+            let bias: Vec<f32> = (0..cout).map(|_| lcg(&mut seed)).collect();
+            let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let res: Vec<f32> = (0..n * cout * ho * wo).map(|_| lcg(&mut seed)).collect();
+            let want = reference(
+                &x,
+                [n, cin, h, w],
+                &wt,
+                &bias,
+                (k, s, p),
+                residual.then_some(&res[..]),
+                pool,
+            );
+            let rows = wt
+                .chunks(cin * k * k)
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .filter(|(_, &v)| v != 0.0)
+                        .map(|(i, &v)| Tap {
+                            plane: (i / (k * k)) as u32,
+                            off: (i % (k * k)) as u32,
+                            w: v,
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut node = ConvNode {
+                name: format!("case {idx}"),
+                cin,
+                cout,
+                groups: 1,
+                k: (k, k),
+                stride: s,
+                pad: p,
+                ho,
+                wo,
+                taps: TapList::new(rows),
+                bias: bias.clone(),
+                act: PointAct::plain(Op::Relu),
+                pool,
+                residual,
+                phases: Vec::new(),
+            };
+            let reach = node.place(in_pad, w);
+            let slack = if s == 1 { reach + BLOCK } else { 0 };
+            for par in [false, true] {
+                let input = Planes::from_nchw(&x, [n, cin, h, w], in_pad, slack, par);
+                let r = Planes::from_nchw(&res, [n, cout, ho, wo], out_pad, 0, par);
+                let (oh, ow) = if pool { (ho / 2, wo / 2) } else { (ho, wo) };
+                let mut out = Planes::zeros(cout, n, oh, ow, out_pad, 0);
+                node.run(&input, residual.then_some(&r), &mut out, par);
+                let got = out.to_nchw(par);
+                assert_eq!(got.len(), want.len(), "case {idx}");
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-5,
+                        "case {idx} par {par}: element {i}: {a} vs {b}"
+                    );
+                }
+                // The border stays zero: the interior sums to all there is.
+                let total: f64 = out.data.iter().map(|&v| v as f64).sum();
+                let interior: f64 = got.iter().map(|&v| v as f64).sum();
+                assert!(
+                    (total - interior).abs() < 1e-3,
+                    "case {idx}: border written"
+                );
+            }
+        }
+    }
 
     #[test]
     fn max2_takes_nan_and_the_largest() {
