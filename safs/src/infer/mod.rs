@@ -33,7 +33,6 @@ use conv::ConvNode;
 use head::{LinearNode, SeNode};
 use planes::Planes;
 
-use crate::kernels::threads;
 use crate::model::Network;
 use crate::{Error, Result};
 
@@ -286,9 +285,10 @@ impl InferenceGraph {
         let classes = self.num_outputs();
         let image = c * h * w;
         let sub = SUB_BATCH;
-        let logits = if n > sub && threads() > 1 {
+        let logits = if n > sub {
             // One sub-batch per task, its layers run on one thread: the feature maps of a
-            // few images stay in that core's cache, where a whole batch's would not.
+            // few images stay in that core's cache, where a whole batch's would not (so
+            // this pays on one thread too).
             let parts: Vec<Result<Vec<f32>>> = data
                 .par_chunks(sub * image)
                 .map(|part| self.run(part, part.len() / image, false))
