@@ -168,6 +168,7 @@ impl GraphBuilder {
                 taps: TapList::new(rows),
                 bias,
                 act,
+                bn: bn.is_some(),
                 pool: fuse.pool,
                 residual: fuse.residual.is_some(),
                 phases: Vec::new(),

@@ -38,6 +38,8 @@ pub(crate) struct ConvNode {
     /// Folded bias per output channel.
     pub bias: Vec<f32>,
     pub act: PointAct,
+    /// Whether a BatchNorm was folded in (for summaries).
+    pub bn: bool,
     pub pool: bool,
     pub residual: bool,
     /// Stride 2: the input phases the taps read (set by [`ConvNode::place`]).
@@ -469,6 +471,7 @@ mod tests {
                 taps: TapList::new(rows),
                 bias: bias.clone(),
                 act: PointAct::plain(Op::Relu),
+                bn: false,
                 pool,
                 residual,
                 phases: Vec::new(),

@@ -223,7 +223,10 @@ impl InferenceGraph {
             match node {
                 Node::Conv { node, .. } => {
                     let depthwise = node.groups > 1 && node.groups == node.cin;
-                    let mut fused = vec!["bn"];
+                    let mut fused = Vec::new();
+                    if node.bn {
+                        fused.push("bn");
+                    }
                     if node.residual {
                         fused.push("residual");
                     }
