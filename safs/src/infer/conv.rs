@@ -46,6 +46,18 @@ pub(crate) struct ConvNode {
     pub phases: Vec<u8>,
 }
 
+/// One output channel's row block on its way out: its sums in `scratch`, the compute grid
+/// they are on, and where they go.
+struct RowBlock<'a> {
+    co: usize,
+    scratch: &'a mut [f32],
+    src: &'a Source<'a>,
+    rows: std::ops::Range<usize>,
+    og: &'a Planes,
+    plane: &'a mut [f32],
+    residual: Option<(&'a Planes, &'a [f32])>,
+}
+
 /// Where the kernel reads: the planes, their stride, and the compute grid's row length and
 /// rows per image.
 struct Source<'a> {
@@ -157,69 +169,71 @@ impl ConvNode {
                         );
                     }
                     let res = residual.map(|r| (r, r.plane(co)));
-                    self.write_rows(co, &mut scratch, &src, r0..r1, &og, plane, res);
+                    self.write_rows(RowBlock {
+                        co,
+                        scratch: &mut scratch,
+                        src: &src,
+                        rows: r0..r1,
+                        og: &og,
+                        plane,
+                        residual: res,
+                    });
                 }
                 r0 = r1;
             }
         });
     }
 
-    /// The epilogue of output channel `co` for compute rows `rows`.
-    #[allow(clippy::too_many_arguments)]
-    fn write_rows(
-        &self,
-        co: usize,
-        scratch: &mut [f32],
-        src: &Source,
-        rows: std::ops::Range<usize>,
-        og: &Planes,
-        plane: &mut [f32],
-        residual: Option<(&Planes, &[f32])>,
-    ) {
-        let PointAct {
-            alpha, beta, theta, ..
-        } = self.act;
+    /// The epilogue of one output channel's row block.
+    fn write_rows(&self, block: RowBlock) {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA.
-            unsafe { self.write_rows_avx2(co, scratch, src, rows, og, plane, residual) };
+            unsafe { self.write_rows_avx2(block) };
             return;
         }
-        with_const_op!(self.act.op, |OP| self.write_rows_with(
-            co,
-            scratch,
-            src,
-            rows,
-            og,
-            plane,
-            residual,
-            #[inline(always)]
-            |v| beta * value(OP, alpha * v, &theta)
-        ))
+        self.write_rows_op::<false>(block)
     }
 
-    /// [`ConvNode::write_rows`] compiled for AVX2.
+    /// [`ConvNode::write_rows`] compiled for AVX2, with the vectorising exp.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn write_rows_avx2(
-        &self,
-        co: usize,
-        scratch: &mut [f32],
-        src: &Source,
-        rows: std::ops::Range<usize>,
-        og: &Planes,
-        plane: &mut [f32],
-        residual: Option<(&Planes, &[f32])>,
-    ) {
+    unsafe fn write_rows_avx2(&self, block: RowBlock) {
+        self.write_rows_op::<true>(block)
+    }
+
+    /// The output loop with the operator as a constant (one copy per operator); `FAST`
+    /// evaluates it with [`Fast`]'s polynomial exp.
+    #[inline(always)]
+    fn write_rows_op<const FAST: bool>(&self, block: RowBlock) {
         let PointAct {
             alpha, beta, theta, ..
         } = self.act;
-        let theta = theta.map(Fast);
-        with_const_op!(self.act.op, |OP| self.write_rows_with(
+        let fast_theta = theta.map(Fast);
+        with_const_op!(self.act.op, |OP| if FAST {
+            self.write_rows_with(
+                block,
+                #[inline(always)]
+                |v| (Fast(beta) * value(OP, Fast(alpha * v), &fast_theta)).0,
+            )
+        } else {
+            self.write_rows_with(
+                block,
+                #[inline(always)]
+                |v| beta * value(OP, alpha * v, &theta),
+            )
+        })
+    }
+
+    /// [`ConvNode::write_rows`] with the activation as a closure.
+    /// The block is finished in place in `scratch` (one contiguous run, so the loops
+    /// vectorise), then stored or pooled.
+    #[inline(always)]
+    fn write_rows_with(&self, block: RowBlock, act: impl Fn(f32) -> f32) {
+        let RowBlock {
             co,
             scratch,
             src,
@@ -227,27 +241,7 @@ impl ConvNode {
             og,
             plane,
             residual,
-            #[inline(always)]
-            |v| (Fast(beta) * value(OP, Fast(alpha * v), &theta)).0
-        ))
-    }
-
-    /// [`ConvNode::write_rows`] with the activation as a closure (one copy per operator).
-    /// The block is finished in place in `scratch` (one contiguous run, so the loops
-    /// vectorise), then stored or pooled.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn write_rows_with(
-        &self,
-        co: usize,
-        scratch: &mut [f32],
-        src: &Source,
-        rows: std::ops::Range<usize>,
-        og: &Planes,
-        plane: &mut [f32],
-        residual: Option<(&Planes, &[f32])>,
-        act: impl Fn(f32) -> f32,
-    ) {
+        } = block;
         let bias = self.bias[co];
         let (wo, wc, r0) = (self.wo, src.wc, rows.start);
         let len = rows.len() * wc;
@@ -343,13 +337,7 @@ fn max2(a: f32, b: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::activation::Op;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
+    use crate::infer::kernel::tests::lcg;
 
     /// PyTorch's conv2d (cross-correlation, zero padding) + bias, + residual, ReLU, 2x2 max
     /// pool, written as plain loops over NCHW.
