@@ -36,7 +36,7 @@ use planes::Planes;
 use crate::model::Network;
 use crate::{Error, Result};
 
-/// Images per sub-batch when a batch is split across threads: 8 was the fastest of
+/// Images per sub-batch, each run through the whole network on one thread: 8 was the fastest of
 /// 1-64 for VGG-16 and ResNet-18 at 99% (batch 64, 2 threads; docs/benchmarks.md).
 const SUB_BATCH: usize = 8;
 
@@ -210,10 +210,10 @@ impl InferenceGraph {
 
     /// Number of classes (length of the output vector).
     pub fn num_outputs(&self) -> usize {
-        match self.values[self.output].kind {
-            Kind::Vector(n) => n,
-            Kind::Maps { c, h, w } => c * h * w,
-        }
+        let Kind::Vector(n) = self.values[self.output].kind else {
+            unreachable!("InferenceGraph::new checks that the output is a vector")
+        };
+        n
     }
 
     /// The layers in forward order, with their stored weights and fusions.
@@ -287,13 +287,12 @@ impl InferenceGraph {
             .to_vec1()?;
         let classes = self.num_outputs();
         let image = c * h * w;
-        let sub = SUB_BATCH;
-        let logits = if n > sub {
+        let logits = if n > SUB_BATCH {
             // One sub-batch per task, its layers run on one thread: the feature maps of a
             // few images stay in that core's cache, where a whole batch's would not (so
             // this pays on one thread too).
             let parts: Vec<Result<Vec<f32>>> = data
-                .par_chunks(sub * image)
+                .par_chunks(SUB_BATCH * image)
                 .map(|part| self.run(part, part.len() / image, false))
                 .collect();
             let mut out = Vec::with_capacity(n * classes);
@@ -352,12 +351,13 @@ impl InferenceGraph {
         ))
     }
 
+    /// The zeroed output buffer of a convolution or SE block (both write feature maps).
     fn alloc(&self, v: usize, n: usize) -> Planes {
         let info = &self.values[v];
-        match info.kind {
-            Kind::Maps { c, h, w } => Planes::zeros(c, n, h, w, info.pad, info.slack),
-            Kind::Vector(len) => Planes::zeros(len, n, 1, 1, 0, 0),
-        }
+        let Kind::Maps { c, h, w } = info.kind else {
+            unreachable!("the builder gives convolutions and SE blocks feature-map outputs")
+        };
+        Planes::zeros(c, n, h, w, info.pad, info.slack)
     }
 
     fn run_node(&self, node: &Node, bufs: &[Option<Buf>], n: usize, par: bool) -> Result<Buf> {
