@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::bias::{add_channel_bias, ChannelSum, Dims};
 use super::conv_direct::DirectConv;
+use super::conv_wgrad;
 use super::gemm::{matmul, MatRef};
 use super::storage::{dispatch_float, gradient_op2, slice};
 use super::{split_mut, split_ranges, threads, use_custom};
@@ -240,7 +241,7 @@ pub(crate) fn scatter<T: WithDType>(src: &[T], dst: &mut [T], rows: usize, p: us
 
 /// dy of samples `s0..s0 + gs` as one (C_out x gs*P) matrix: dy itself for one sample,
 /// else regrouped into `mat`.
-fn grouped_dy<'a, T: WithDType>(
+pub(crate) fn grouped_dy<'a, T: WithDType>(
     g: &ConvGeom,
     dy: &'a [T],
     s0: usize,
@@ -381,6 +382,9 @@ fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
 fn weight_grad<T: WithDType + DirectConv>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     if let Some(dw) = T::direct_weight_grad(g, x, dy) {
         return dw;
+    }
+    if conv_wgrad::applies(g) {
+        return conv_wgrad::weight_grad(g, x, dy);
     }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
     let (ranges, inner) = plan(g.n);

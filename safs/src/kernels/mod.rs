@@ -29,6 +29,7 @@ mod batchnorm;
 mod bias;
 mod conv;
 mod conv_direct;
+mod conv_wgrad;
 mod depthwise;
 mod gemm;
 mod pool;
