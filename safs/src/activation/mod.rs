@@ -7,6 +7,7 @@
 //! extras such as relu and identity); [`Activation`] is one layer's slot holding an operator
 //! and its scales.
 
+pub(crate) mod fast;
 pub mod op;
 pub mod params;
 pub(crate) mod pointwise;

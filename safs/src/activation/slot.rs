@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::op::Op;
 use super::params::OpParams;
+use crate::kernels::SlotArgs;
 
 /// One activation of a network, `f(x) = beta * op(alpha * x; theta)`, with scalar `alpha` and
 /// `beta` (shape `[1]`, initialised to 1) that are learned when the slot is trainable, and the
@@ -186,6 +187,14 @@ fn scalar(v: &Var) -> crate::Result<f64> {
 impl Activation {
     /// The slot as one fused CPU kernel ([`crate::kernels::scaled_activation`]).
     fn forward_fused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let a = self.slot_args(x.dtype()).map_err(super::op::candle_error)?;
+        crate::kernels::scaled_activation(x, a.op, &a.p, a.param_grads)
+            .map_err(super::op::candle_error)
+    }
+
+    /// The slot as a fused kernel takes it: operator, `[alpha, beta, theta...]` in `dtype`
+    /// (tracked only when trainable), and whether those need a gradient.
+    pub(crate) fn slot_args(&self, dtype: DType) -> crate::Result<SlotArgs> {
         let tracked = |v: &Var, on: bool| {
             if on {
                 v.as_tensor().clone()
@@ -200,9 +209,11 @@ impl Activation {
         if self.op.num_params() > 0 {
             p.push(tracked(&self.params, self.params_trainable()));
         }
-        let p = Tensor::cat(&p, 0)?.to_dtype(x.dtype())?;
-        let grads = self.trainable || self.params_trainable();
-        crate::kernels::scaled_activation(x, self.op, &p, grads).map_err(super::op::candle_error)
+        Ok(SlotArgs {
+            op: self.op,
+            p: Tensor::cat(&p, 0)?.to_dtype(dtype)?,
+            param_grads: self.trainable || self.params_trainable(),
+        })
     }
 
     /// The slot as Candle tensor ops (any device; the reference of the fused kernel).

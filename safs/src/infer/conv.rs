@@ -6,9 +6,10 @@
 //! one, where a direct convolution is cheaper than building im2col columns. Stride 2 runs
 //! as stride 1 over the input's four phases ([`super::planes::phases`]).
 
-use super::act::{Fast, PointAct};
+use super::act::PointAct;
 use super::kernel::{accumulate, Tap, TapList, BLOCK};
 use super::planes::{for_chunks, phases, Planes};
+use crate::activation::fast::Fast;
 use crate::activation::pointwise::{value, with_const_op};
 use crate::kernels::threads;
 

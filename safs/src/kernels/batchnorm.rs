@@ -27,15 +27,17 @@ pub struct BatchStats {
     pub count: usize,
 }
 
+/// (N, C, H*W) of a batch.
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    n: usize,
-    c: usize,
-    hw: usize,
+pub(super) struct Dims {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
 }
 
-/// Mean and inverse standard deviation per channel, as computed by the forward pass.
-type Moments = Arc<Mutex<Option<(Vec<f64>, Vec<f64>, Vec<f64>)>>>;
+/// (mean, biased variance, 1/sqrt(var + eps)) per channel, left by a forward pass for its
+/// backward.
+pub(super) type Moments = Arc<Mutex<Option<(Vec<f64>, Vec<f64>, Vec<f64>)>>>;
 
 struct BnForward {
     d: Dims,
@@ -50,7 +52,8 @@ struct BnBackward {
     inv_std: Vec<f64>,
 }
 
-fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// Mean, biased variance and 1/sqrt(var + eps) per channel (f64, two passes).
+pub(super) fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let m = (d.n * d.hw) as f64;
     let per: Vec<(f64, f64)> = (0..d.c)
         .into_par_iter()
@@ -207,41 +210,51 @@ pub fn batch_norm_train(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, BatchStats)> {
-    let (n, c, h, w) = x.dims4()?;
-    let count = n * h * w;
-    if gamma.dims() != [c] || beta.dims() != [c] || count < 2 {
-        return Err(Error::Config(format!(
-            "batch_norm_train: input {:?} with weight {:?} and bias {:?} (needs C values each and more than one value per channel)",
-            x.dims(),
-            gamma.dims(),
-            beta.dims()
-        )));
-    }
+    let d = check(x, gamma, beta, "batch_norm_train")?;
     if !use_custom(x) || gamma.dtype() != x.dtype() || beta.dtype() != x.dtype() {
         return stock(x, gamma, beta, eps);
     }
     let moments: Moments = Arc::default();
     let op = BnForward {
-        d: Dims { n, c, hw: h * w },
+        d,
         eps,
         moments: moments.clone(),
     };
     let y = x
         .contiguous()?
-        .reshape((n, c, h * w))?
+        .reshape((d.n, d.c, d.hw))?
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?
-        .reshape((n, c, h, w))?;
+        .reshape(x.shape())?;
+    Ok((y, batch_stats(&moments, d, x)?))
+}
+
+/// The (N, C, H*W) of an (N, C, H, W) batch normalised with per-channel `gamma` and `beta`,
+/// or an error naming `what` and the shapes.
+pub(super) fn check(x: &Tensor, gamma: &Tensor, beta: &Tensor, what: &str) -> Result<Dims> {
+    let (n, c, h, w) = x.dims4()?;
+    if gamma.dims() != [c] || beta.dims() != [c] || n * h * w < 2 {
+        return Err(Error::Config(format!(
+            "{what}: input {:?} with weight {:?} and bias {:?} (needs C values each and more than one value per channel)",
+            x.dims(),
+            gamma.dims(),
+            beta.dims()
+        )));
+    }
+    Ok(Dims { n, c, hw: h * w })
+}
+
+/// The statistics a forward pass left in `moments`, as tensors like `x`.
+pub(super) fn batch_stats(moments: &Moments, d: Dims, x: &Tensor) -> Result<BatchStats> {
     // Read, not taken: the backward pass needs the same moments.
     let guard = moments.lock().expect("moments lock");
     let (mean, var, _) = guard
         .as_ref()
-        .ok_or_else(|| Error::Config("batch_norm_train: forward pass left no statistics".into()))?;
-    let stats = BatchStats {
-        mean: Tensor::from_slice(mean, c, x.device())?.to_dtype(x.dtype())?,
-        var: Tensor::from_slice(var, c, x.device())?.to_dtype(x.dtype())?,
-        count,
-    };
-    Ok((y, stats))
+        .ok_or_else(|| Error::Config("batch norm: forward pass left no statistics".into()))?;
+    Ok(BatchStats {
+        mean: Tensor::from_slice(mean, d.c, x.device())?.to_dtype(x.dtype())?,
+        var: Tensor::from_slice(var, d.c, x.device())?.to_dtype(x.dtype())?,
+        count: d.n * d.hw,
+    })
 }
 
 /// The same maths in stock tensor ops, differentiated by Candle's autograd.

@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::storage::{dispatch_float, slice};
+use crate::activation::fast::FastFloat;
 use crate::activation::pointwise::{slope, value, with_const_op, Real};
 use crate::activation::Op;
 use crate::Result;
@@ -19,13 +20,20 @@ const CHUNK: usize = 1 << 14;
 
 /// `p = [alpha, beta, theta_0, ...]` as read by the kernels.
 #[derive(Clone, Copy)]
-struct Scalars {
-    alpha: f64,
-    beta: f64,
-    theta: [f64; 3],
+pub(super) struct Scalars {
+    pub alpha: f64,
+    pub beta: f64,
+    pub theta: [f64; 3],
 }
 
-fn scalars<T: WithDType>(p: &[T], op: Op) -> candle_core::Result<Scalars> {
+impl Scalars {
+    /// `(alpha, beta, theta)` in the evaluation type `R`.
+    pub fn lanes<R: Real>(&self) -> (R, R, [R; 3]) {
+        (R::c(self.alpha), R::c(self.beta), self.theta.map(R::c))
+    }
+}
+
+pub(super) fn scalars<T: WithDType>(p: &[T], op: Op) -> candle_core::Result<Scalars> {
     if p.len() != 2 + op.num_params() {
         candle_core::bail!(
             "scaled activation {op}: {} scalars given, alpha, beta and {} parameters expected",
@@ -72,13 +80,12 @@ impl CustomOp2 for Forward {
             let x: &[T] = slice(s1, l1, "activation input")?;
             let p = scalars(slice::<T>(s2, l2, "activation scalars")?, self.op)?;
             let mut y = vec![T::from_f64(0.0); x.len()];
-            let (alpha, beta) = (p.alpha as T, p.beta as T);
-            let theta = p.theta.map(|t| t as T);
+            let (alpha, beta, theta) = p.lanes::<<T as FastFloat>::R>();
             with_const_op!(self.op, |OP| {
                 y.par_chunks_mut(CHUNK)
                     .zip(x.par_chunks(CHUNK))
                     .for_each(|(ys, xs)| {
-                        for (o, &v) in ys.iter_mut().zip(xs) {
+                        for (o, &v) in T::fast_mut(ys).iter_mut().zip(T::fast(xs)) {
                             *o = beta * value(OP, alpha * v, &theta);
                         }
                     })
@@ -135,8 +142,7 @@ impl CustomOp2 for Backward {
             let extra = if self.param_grads { k } else { 0 };
             let mut out = vec![T::from_f64(0.0); n + extra];
             let (dx, dp) = out.split_at_mut(n);
-            let (alpha, beta) = (p.alpha as T, p.beta as T);
-            let theta = p.theta.map(|t| t as T);
+            let (alpha, beta, theta) = p.lanes::<<T as FastFloat>::R>();
             let sums: Vec<[f64; 5]> = with_const_op!(self.op, |OP| {
                 let chunks = dx
                     .par_chunks_mut(CHUNK)
@@ -144,13 +150,29 @@ impl CustomOp2 for Backward {
                 if self.param_grads {
                     chunks
                         .map(|(o, (xs, gs))| {
-                            grad_chunk::<T, true>(OP, o, xs, gs, alpha, beta, &theta)
+                            grad_chunk::<_, true>(
+                                OP,
+                                T::fast_mut(o),
+                                T::fast(xs),
+                                T::fast(gs),
+                                alpha,
+                                beta,
+                                &theta,
+                            )
                         })
                         .collect()
                 } else {
                     chunks
                         .map(|(o, (xs, gs))| {
-                            grad_chunk::<T, false>(OP, o, xs, gs, alpha, beta, &theta)
+                            grad_chunk::<_, false>(
+                                OP,
+                                T::fast_mut(o),
+                                T::fast(xs),
+                                T::fast(gs),
+                                alpha,
+                                beta,
+                                &theta,
+                            )
                         })
                         .collect()
                 }
@@ -177,7 +199,7 @@ impl CustomOp2 for Backward {
 /// One chunk of the backward: `dx = g beta alpha f'(alpha x)` into `out`; with `SUMS`,
 /// returns the chunk's sums of `g f'(u) x`, `g f(u)` and `g df/dtheta` (in f64).
 #[inline(always)]
-fn grad_chunk<T: Real, const SUMS: bool>(
+pub(super) fn grad_chunk<T: Real, const SUMS: bool>(
     op: Op,
     out: &mut [T],
     xs: &[T],

@@ -6,7 +6,10 @@
 
 use candle_core::{Tensor, Var};
 
+use candle_nn::Module;
+
 use super::{Init, Param, ParamKind};
+use crate::activation::Activation;
 use crate::kernels;
 use crate::{Error, Result};
 
@@ -64,6 +67,35 @@ impl BatchNorm2d {
     /// Normalises `x`: with batch statistics (updating the running ones) when `train`,
     /// with the running statistics otherwise.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_channels(x)?;
+        let gamma = self.weight.as_tensor();
+        let beta = self.bias.as_tensor();
+        if !train {
+            let (scale, shift) = self.eval_scale_shift()?;
+            return kernels::channel_affine(x, &scale, &shift);
+        }
+        let (y, stats) = kernels::batch_norm_train(x, gamma, beta, BN_EPS)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.name)))?;
+        self.update_running(stats)?;
+        Ok(y)
+    }
+
+    /// `act(self.forward_t(x, train))`; in training on the CPU kernels, one fused op
+    /// ([`kernels::batch_norm_act_train`]).
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: &Activation) -> Result<Tensor> {
+        if !train || !kernels::use_custom(x) {
+            return Ok(act.forward(&self.forward_t(x, train)?)?);
+        }
+        self.check_channels(x)?;
+        let args = act.slot_args(x.dtype())?;
+        let (weight, bias) = (self.weight.as_tensor(), self.bias.as_tensor());
+        let (z, stats) = kernels::batch_norm_act_train(x, weight, bias, BN_EPS, &args)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.name)))?;
+        self.update_running(stats)?;
+        Ok(z)
+    }
+
+    fn check_channels(&self, x: &Tensor) -> Result<()> {
         let (_, c, _, _) = x.dims4()?;
         if c != self.channels {
             return Err(Error::Config(format!(
@@ -73,23 +105,19 @@ impl BatchNorm2d {
                 x.dims()
             )));
         }
-        let gamma = self.weight.as_tensor();
-        let beta = self.bias.as_tensor();
-        if !train {
-            let (scale, shift) = self.eval_scale_shift()?;
-            return kernels::channel_affine(x, &scale, &shift);
-        }
-        let (y, stats) = kernels::batch_norm_train(x, gamma, beta, BN_EPS)
-            .map_err(|e| Error::Config(format!("{}: {e}", self.name)))?;
+        Ok(())
+    }
+
+    /// Moves the running statistics towards one batch's (detached; unbiased variance, as
+    /// PyTorch).
+    fn update_running(&self, stats: kernels::BatchStats) -> Result<()> {
         let m = stats.count;
-        let (mean_d, var) = (stats.mean, stats.var);
-        // Running statistics: detached, unbiased variance (PyTorch).
-        let var_unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
+        let var_unbiased = stats.var.affine(m as f64 / (m - 1) as f64, 0.0)?;
         let new_mean = self
             .running_mean
             .as_detached_tensor()
             .affine(1.0 - BN_MOMENTUM, 0.0)?
-            .add(&mean_d.affine(BN_MOMENTUM, 0.0)?)?;
+            .add(&stats.mean.affine(BN_MOMENTUM, 0.0)?)?;
         let new_var = self
             .running_var
             .as_detached_tensor()
@@ -97,7 +125,7 @@ impl BatchNorm2d {
             .add(&var_unbiased.affine(BN_MOMENTUM, 0.0)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
-        Ok(y)
+        Ok(())
     }
 
     /// `{name}.weight` and `{name}.bias`, both [`ParamKind::Norm`].

@@ -170,8 +170,12 @@ impl MbConv {
 
     /// The block's output; `acts` are its three slots (expand, depthwise, SE).
     pub(crate) fn forward(&self, x: &Tensor, train: bool, acts: &[Activation]) -> Result<Tensor> {
-        let out = acts[0].forward(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
-        let out = acts[1].forward(&self.bn2.forward_t(&self.conv2.forward(&out)?, train)?)?;
+        let out = self
+            .bn1
+            .forward_act(&self.conv1.forward(x)?, train, &acts[0])?;
+        let out = self
+            .bn2
+            .forward_act(&self.conv2.forward(&out)?, train, &acts[1])?;
         let out = self.bn3.forward_t(&self.conv3.forward(&out)?, train)?;
         let short = match &self.shortcut {
             Shortcut::Identity => x.clone(),
@@ -284,7 +288,9 @@ impl Network for EfficientNetB0 {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.acts[0].forward(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let mut x = self
+            .bn1
+            .forward_act(&self.conv1.forward(x)?, train, &self.acts[0])?;
         for (i, block) in self.blocks.iter().enumerate() {
             let s = 1 + MbConv::SLOTS * i;
             x = block.forward(&x, train, &self.acts[s..s + MbConv::SLOTS])?;

@@ -90,7 +90,9 @@ impl BasicBlock {
 
     /// `acts[1](bn2(conv2(acts[0](bn1(conv1(x))))) + shortcut(x))`.
     pub(crate) fn forward(&self, x: &Tensor, train: bool, acts: &[Activation]) -> Result<Tensor> {
-        let out = acts[0].forward(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let out = self
+            .bn1
+            .forward_act(&self.conv1.forward(x)?, train, &acts[0])?;
         let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
         let short = match &self.shortcut {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
@@ -204,7 +206,9 @@ impl Network for ResNet18 {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.acts[0].forward(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let mut x = self
+            .bn1
+            .forward_act(&self.conv1.forward(x)?, train, &self.acts[0])?;
         for (i, block) in self.blocks.iter().enumerate() {
             let s = 1 + BasicBlock::SLOTS * i;
             x = block.forward(&x, train, &self.acts[s..s + BasicBlock::SLOTS])?;

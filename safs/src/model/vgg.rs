@@ -13,7 +13,6 @@
 //! and the last layer is `classifier`.
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::Module;
 
 use super::{max_pool2d, BatchNorm2d, Conv2d, Init, Linear, Network, Param, Scale};
 use crate::activation::{Activation, Op};
@@ -76,8 +75,7 @@ impl ConvBnUnit {
 
     /// `act(bn(conv(x)))`.
     pub(crate) fn forward(&self, x: &Tensor, train: bool, act: &Activation) -> Result<Tensor> {
-        let y = self.bn.forward_t(&self.conv.forward(x)?, train)?;
-        Ok(act.forward(&y)?)
+        self.bn.forward_act(&self.conv.forward(x)?, train, act)
     }
 
     fn params(&self) -> Vec<Param> {

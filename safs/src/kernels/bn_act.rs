@@ -1,0 +1,429 @@
+//! Training-mode BatchNorm followed by an activation slot, as one op:
+//! `z = beta_a * op(alpha * y; theta)` with `y = x * gamma / sqrt(var + eps) + shift`.
+//!
+//! Composed, the two ops write `y`, read it back, and Candle's backward gives `y` a gradient
+//! tensor of its own (a zeroed buffer plus an add). Fused, `y` is recomputed from `x` in the
+//! backward, plane by plane while the plane is in cache. The arithmetic is the composed ops':
+//! the same `y`, the same per-element activation gradient ([`grad_chunk`]), and
+//! BatchNorm's backward on it:
+//! `dx = gamma / sqrt(var + eps) / m * (m * gy - sum(gy) - xhat * sum(gy * xhat))`.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use super::batchnorm::{batch_stats, check, moments, BatchStats, Dims, Moments};
+use super::scaled_activation::{grad_chunk, scalars, scaled_activation, Scalars};
+use super::storage::{dispatch_float, slice};
+use super::use_custom;
+use crate::activation::fast::FastFloat;
+use crate::activation::pointwise::{value, with_const_op, Real};
+use crate::activation::Op;
+use crate::Result;
+
+/// The activation slot that follows the BatchNorm: its operator, `p = [alpha, beta,
+/// theta...]` and whether `p` needs a gradient (as [`scaled_activation`] takes them).
+#[derive(Clone, Debug)]
+pub struct SlotArgs {
+    /// The unary operator.
+    pub op: Op,
+    /// `[alpha, beta, theta...]`, in the input's dtype.
+    pub p: Tensor,
+    /// Whether `p` gets a gradient.
+    pub param_grads: bool,
+}
+
+/// `(x, [gamma, beta], p)` -> z; leaves the batch moments for the backward.
+struct Forward {
+    d: Dims,
+    eps: f64,
+    op: Op,
+    param_grads: bool,
+    moments: Moments,
+}
+
+/// `(x, [gamma, beta], dz)` -> `[dx, dgamma, dbeta, dp]` flattened.
+struct Backward {
+    d: Dims,
+    op: Op,
+    act: Scalars,
+    param_grads: bool,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+/// Per-channel `y = x * scale + shift` of the BatchNorm, as f64.
+fn affine(gb: &[f64], mean: &[f64], inv_std: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let c = mean.len();
+    let scale: Vec<f64> = (0..c).map(|i| gb[i] * inv_std[i]).collect();
+    let shift = (0..c).map(|i| gb[c + i] - mean[i] * scale[i]).collect();
+    (scale, shift)
+}
+
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = self.d;
+        dispatch_float!(s1, self.name(), |T| {
+            let x: &[T] = slice(s1, l1, "batch norm input")?;
+            let gb: Vec<f64> = slice::<T>(s2, l2, "batch norm weight and bias")?
+                .iter()
+                .map(|v| v.to_f64())
+                .collect();
+            let p = scalars(slice::<T>(s3, l3, "activation scalars")?, self.op)?;
+            let (mean, var, inv_std) = moments(x, d, self.eps);
+            let (scale, shift) = affine(&gb, &mean, &inv_std);
+            type R = <T as FastFloat>::R;
+            let (alpha, beta, theta) = p.lanes::<R>();
+            let mut z = vec![T::from_f64(0.0); x.len()];
+            with_const_op!(self.op, |OP| {
+                per_plane(&mut z, d.hw, |i, zp| {
+                    let c = i % d.c;
+                    let (a, b) = (R::c(scale[c]), R::c(shift[c]));
+                    let xs = T::fast(&x[i * d.hw..(i + 1) * d.hw]);
+                    for (o, &v) in T::fast_mut(zp).iter_mut().zip(xs) {
+                        *o = beta * value(OP, alpha * (v * a + b), &theta);
+                    }
+                })
+            });
+            *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
+            Ok((T::to_cpu_storage_owned(z), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gb: &Tensor,
+        p: &Tensor,
+        _z: &Tensor,
+        dz: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some((mean, _, inv_std)) = self.moments.lock().expect("moments lock").clone() else {
+            candle_core::bail!("batch norm backward before its forward pass");
+        };
+        let values: Vec<f64> = p.to_dtype(candle_core::DType::F64)?.to_vec1()?;
+        let op = Backward {
+            d: self.d,
+            op: self.op,
+            act: scalars(&values, self.op)?,
+            param_grads: self.param_grads,
+            mean,
+            inv_std,
+        };
+        let packed = x.apply_op3_no_bwd(gb, &dz.contiguous()?, &op)?;
+        let (len, c2) = (x.elem_count(), 2 * self.d.c);
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let dgb = packed.narrow(0, len, c2)?;
+        let dp = if self.param_grads {
+            Some(packed.narrow(0, len + c2, p.elem_count())?)
+        } else {
+            None
+        };
+        Ok((Some(dx), Some(dgb), dp))
+    }
+}
+
+/// Planes of `hw` values per parallel task: about 16k values, so small maps do not make
+/// tiny tasks.
+fn planes_per_task(hw: usize) -> usize {
+    (1usize << 14).div_ceil(hw.max(1))
+}
+
+/// `f(i, plane i)` over the (sample, channel) planes of `buf`, several to a task.
+fn per_plane<T: Send>(buf: &mut [T], hw: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let per = planes_per_task(hw);
+    buf.par_chunks_mut(per * hw)
+        .enumerate()
+        .for_each(|(t, planes)| {
+            for (j, plane) in planes.chunks_mut(hw).enumerate() {
+                f(t * per + j, plane);
+            }
+        });
+}
+
+impl CustomOp3 for Backward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm-act-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (d, act) = (self.d, self.act);
+        let m = (d.n * d.hw) as f64;
+        let k = 2 + self.op.num_params();
+        dispatch_float!(s1, self.name(), |T| {
+            let x: &[T] = slice(s1, l1, "batch norm input")?;
+            let gb: Vec<f64> = slice::<T>(s2, l2, "batch norm weight and bias")?
+                .iter()
+                .map(|v| v.to_f64())
+                .collect();
+            let dz: &[T] = slice(s3, l3, "batch norm dz")?;
+            let (scale, shift) = affine(&gb, &self.mean, &self.inv_std);
+            let extra = if self.param_grads { k } else { 0 };
+            let mut out = vec![T::from_f64(0.0); x.len() + 2 * d.c + extra];
+            let (dx, tail) = out.split_at_mut(x.len());
+            let (alpha, beta, theta) = act.lanes::<<T as FastFloat>::R>();
+            // Pass 1, a run of whole planes per task: y, the activation's gradient gy (kept
+            // in dx), the activation's parameter sums per task and BatchNorm's per plane.
+            let per = planes_per_task(d.hw);
+            let mut plane_sums = vec![[0.0f64; 2]; d.n * d.c];
+            let task_sums: Vec<[f64; 5]> = with_const_op!(self.op, |OP| {
+                dx.par_chunks_mut(per * d.hw)
+                    .zip(plane_sums.par_chunks_mut(per))
+                    .enumerate()
+                    .map(|(t, (gy, sums))| {
+                        let at = t * per * d.hw;
+                        let xs = &x[at..at + gy.len()];
+                        let mut y = vec![T::from_f64(0.0); gy.len()];
+                        for (j, yp) in y.chunks_mut(d.hw).enumerate() {
+                            let c = (t * per + j) % d.c;
+                            let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
+                            for (o, &v) in yp.iter_mut().zip(&xs[j * d.hw..(j + 1) * d.hw]) {
+                                *o = v * a + b;
+                            }
+                        }
+                        let gs = &dz[at..at + gy.len()];
+                        let act_sums = if self.param_grads {
+                            grad_chunk::<_, true>(
+                                OP,
+                                T::fast_mut(gy),
+                                T::fast(&y),
+                                T::fast(gs),
+                                alpha,
+                                beta,
+                                &theta,
+                            )
+                        } else {
+                            grad_chunk::<_, false>(
+                                OP,
+                                T::fast_mut(gy),
+                                T::fast(&y),
+                                T::fast(gs),
+                                alpha,
+                                beta,
+                                &theta,
+                            )
+                        };
+                        for (j, s) in sums.iter_mut().enumerate() {
+                            let c = (t * per + j) % d.c;
+                            let (mu, is) = (self.mean[c], self.inv_std[c]);
+                            let (mut sd, mut sdx) = (0.0, 0.0);
+                            let plane = j * d.hw..(j + 1) * d.hw;
+                            for (&g, &v) in gy[plane.clone()].iter().zip(&xs[plane]) {
+                                let g = g.to_f64();
+                                sd += g;
+                                sdx += g * (v.to_f64() - mu) * is;
+                            }
+                            *s = [sd, sdx];
+                        }
+                        act_sums
+                    })
+                    .collect()
+            });
+            // Per channel in sample order, per task in order: the same for any thread count.
+            let mut sums = vec![[0.0f64; 2]; d.c];
+            for (i, s) in plane_sums.iter().enumerate() {
+                sums[i % d.c][0] += s[0];
+                sums[i % d.c][1] += s[1];
+            }
+            let mut act_total = [0.0f64; 5];
+            for s in &task_sums {
+                for (t, v) in act_total.iter_mut().zip(s) {
+                    *t += v;
+                }
+            }
+            // Pass 2: BatchNorm's input gradient from gy.
+            per_plane(dx, d.hw, |i, dxp| {
+                let c = i % d.c;
+                let (mu, is) = (self.mean[c], self.inv_std[c]);
+                let kc = gb[c] * is / m;
+                let [sd, sdx] = sums[c];
+                for (o, &v) in dxp.iter_mut().zip(&x[i * d.hw..(i + 1) * d.hw]) {
+                    let xhat = (v.to_f64() - mu) * is;
+                    *o = T::from_f64(kc * (m * o.to_f64() - sd - xhat * sdx));
+                }
+            });
+            for c in 0..d.c {
+                tail[c] = T::from_f64(sums[c][1]);
+                tail[d.c + c] = T::from_f64(sums[c][0]);
+            }
+            if self.param_grads {
+                let dp = &mut tail[2 * d.c..];
+                dp[0] = T::from_f64(act.beta * act_total[0]);
+                dp[1] = T::from_f64(act_total[1]);
+                for t in 0..k - 2 {
+                    dp[2 + t] = T::from_f64(act.beta * act_total[2 + t]);
+                }
+            }
+            Ok((
+                T::to_cpu_storage_owned(out),
+                Shape::from(x.len() + 2 * d.c + extra),
+            ))
+        })
+    }
+}
+
+/// [`super::batch_norm_train`] followed by the activation slot `act`, fused into one op on
+/// the CPU (composed from the two ops elsewhere, or for other dtypes).
+pub fn batch_norm_act_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    act: &SlotArgs,
+) -> Result<(Tensor, BatchStats)> {
+    let d = check(x, gamma, beta, "batch_norm_act_train")?;
+    let same = |t: &Tensor| t.dtype() == x.dtype();
+    if !use_custom(x) || !same(gamma) || !same(beta) || !same(&act.p) {
+        let (y, stats) = super::batch_norm_train(x, gamma, beta, eps)?;
+        return Ok((
+            scaled_activation(&y, act.op, &act.p, act.param_grads)?,
+            stats,
+        ));
+    }
+    let moments: Moments = Arc::default();
+    let op = Forward {
+        d,
+        eps,
+        op: act.op,
+        param_grads: act.param_grads,
+        moments: moments.clone(),
+    };
+    let gb = Tensor::cat(&[gamma, beta], 0)?;
+    let z = x
+        .contiguous()?
+        .reshape((d.n, d.c, d.hw))?
+        .apply_op3(&gb, &act.p.contiguous()?, op)?
+        .reshape(x.shape())?;
+    Ok((z, batch_stats(&moments, d, x)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{check_grad, max_diff, random};
+    use candle_core::{DType, Var};
+
+    /// The fused op against BatchNorm then the activation as two ops: output, statistics
+    /// and the gradients of x, gamma, beta and p, for every operator, in f64 and f32.
+    #[test]
+    fn equals_the_two_ops_composed() -> Result<()> {
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-5)] {
+            for (idx, &op) in Op::ALL.iter().enumerate() {
+                let (n, c, h, w) = [(2, 3, 4, 5), (3, 2, 1, 1), (4, 5, 3, 2)][idx % 3];
+                let seed = 700 + 10 * idx as u64;
+                let x0 = random(&[n, c, h, w], seed)?.affine(3.0, 0.5)?;
+                let x0 = x0.to_dtype(dtype)?;
+                let g0 = random(&[c], seed + 1)?.to_dtype(dtype)?;
+                let b0 = random(&[c], seed + 2)?.to_dtype(dtype)?;
+                let mut p0 = vec![0.8, 1.3];
+                p0.extend((0..op.num_params()).map(|t| 0.7 + 0.2 * t as f64));
+                let p0 = Tensor::new(p0.as_slice(), x0.device())?.to_dtype(dtype)?;
+                let r = random(&[n, c, h, w], seed + 3)?.to_dtype(dtype)?;
+                let run = |fused: bool| -> Result<Vec<Tensor>> {
+                    let vars = [&x0, &g0, &b0, &p0].map(|t| Var::from_tensor(t).unwrap());
+                    let [x, g, b, p] = vars.each_ref().map(|v| v.as_tensor());
+                    let (z, stats) = if fused {
+                        let args = SlotArgs {
+                            op,
+                            p: p.clone(),
+                            param_grads: true,
+                        };
+                        batch_norm_act_train(x, g, b, 1e-5, &args)?
+                    } else {
+                        let (y, stats) = crate::kernels::batch_norm_train(x, g, b, 1e-5)?;
+                        (scaled_activation(&y, op, p, true)?, stats)
+                    };
+                    let grads = z.mul(&r)?.sum_all()?.backward()?;
+                    let mut out = vec![z.clone(), stats.mean, stats.var];
+                    for v in &vars {
+                        out.push(grads.get(v.as_tensor()).expect("gradient").clone());
+                    }
+                    Ok(out)
+                };
+                let (want, got) = (run(false)?, run(true)?);
+                for (k, (a, b)) in want.iter().zip(&got).enumerate() {
+                    let scale = a
+                        .to_dtype(DType::F64)?
+                        .abs()?
+                        .flatten_all()?
+                        .max(0)?
+                        .to_scalar::<f64>()?
+                        .max(1.0);
+                    let diff = max_diff(a, b)?;
+                    assert!(
+                        diff <= tol * scale,
+                        "{op} {dtype:?}: output {k} differs by {diff} (scale {scale})"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() -> Result<()> {
+        for (idx, op) in [Op::Swish, Op::Elu, Op::Relu].into_iter().enumerate() {
+            let seed = 900 + 10 * idx as u64;
+            let x = Var::from_tensor(&random(&[3, 2, 3, 2], seed)?.affine(2.0, 0.3)?)?;
+            let g = Var::from_tensor(&random(&[2], seed + 1)?)?;
+            let b = Var::from_tensor(&random(&[2], seed + 2)?)?;
+            let mut p0 = vec![0.9, 1.2];
+            p0.extend((0..op.num_params()).map(|_| 0.8));
+            let p = Var::from_tensor(&Tensor::new(p0.as_slice(), x.device())?)?;
+            let r = random(&[3, 2, 3, 2], seed + 3)?;
+            let loss = || -> Result<Tensor> {
+                let args = SlotArgs {
+                    op,
+                    p: p.as_tensor().clone(),
+                    param_grads: true,
+                };
+                let (z, _) =
+                    batch_norm_act_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, &args)?;
+                Ok(z.mul(&r)?.sum_all()?)
+            };
+            check_grad(&format!("{op} input"), &loss, &x, 36)?;
+            check_grad(&format!("{op} gamma"), &loss, &g, 2)?;
+            check_grad(&format!("{op} beta"), &loss, &b, 2)?;
+            check_grad(&format!("{op} scalars"), &loss, &p, 2 + op.num_params())?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_frozen_slot_gets_no_parameter_gradient() -> Result<()> {
+        let x = Var::from_tensor(&random(&[2, 3, 2, 2], 1)?)?;
+        let g = random(&[3], 2)?;
+        let p = Var::from_tensor(&Tensor::new(&[1.0f64, 1.0], x.device())?)?;
+        let args = SlotArgs {
+            op: Op::Relu,
+            p: p.as_tensor().clone(),
+            param_grads: false,
+        };
+        let (z, _) = batch_norm_act_train(x.as_tensor(), &g, &g, 1e-5, &args)?;
+        let grads = z.sum_all()?.backward()?;
+        assert!(grads.get(x.as_tensor()).is_some());
+        assert!(grads.get(p.as_tensor()).is_none());
+        Ok(())
+    }
+}
