@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::batchnorm::{batch_stats, check, moments, BatchStats, Dims, Moments};
@@ -34,7 +34,8 @@ pub struct SlotArgs {
     pub param_grads: bool,
 }
 
-/// `(x, [gamma, beta], p)` -> z; leaves the batch moments for the backward.
+/// `(x, params)` or `(x, r, params)` -> z, with `params = [gamma, beta, alpha, beta_a,
+/// theta...]`; leaves the batch moments for the backward.
 struct Forward {
     d: Dims,
     eps: f64,
@@ -43,14 +44,31 @@ struct Forward {
     moments: Moments,
 }
 
-/// `(x, [gamma, beta], dz)` -> `[dx, dgamma, dbeta, dp]` flattened.
+/// `(x, dz)` or `(x, r, dz)` -> `[dx, dr (with r), dparams]` flattened.
 struct Backward {
     d: Dims,
     op: Op,
+    gb: Vec<f64>,
     act: Scalars,
     param_grads: bool,
     mean: Vec<f64>,
     inv_std: Vec<f64>,
+}
+
+/// `[gamma, beta]` as f64 and the slot's scalars, out of the packed parameters.
+fn unpack<T: WithDType>(
+    params: &[T],
+    c: usize,
+    op: Op,
+) -> candle_core::Result<(Vec<f64>, Scalars)> {
+    if params.len() < 2 * c {
+        candle_core::bail!(
+            "batch norm + activation: {} parameters for {c} channels",
+            params.len()
+        );
+    }
+    let gb = params[..2 * c].iter().map(|v| v.to_f64()).collect();
+    Ok((gb, scalars(&params[2 * c..], op)?))
 }
 
 /// Per-channel `y = x * scale + shift` of the BatchNorm, as f64.
@@ -59,81 +77,6 @@ fn affine(gb: &[f64], mean: &[f64], inv_std: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let scale: Vec<f64> = (0..c).map(|i| gb[i] * inv_std[i]).collect();
     let shift = (0..c).map(|i| gb[c + i] - mean[i] * scale[i]).collect();
     (scale, shift)
-}
-
-impl CustomOp3 for Forward {
-    fn name(&self) -> &'static str {
-        "safs-batch-norm-act"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = self.d;
-        dispatch_float!(s1, self.name(), |T| {
-            let x: &[T] = slice(s1, l1, "batch norm input")?;
-            let gb: Vec<f64> = slice::<T>(s2, l2, "batch norm weight and bias")?
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            let p = scalars(slice::<T>(s3, l3, "activation scalars")?, self.op)?;
-            let (mean, var, inv_std) = moments(x, d, self.eps);
-            let (scale, shift) = affine(&gb, &mean, &inv_std);
-            type R = <T as FastFloat>::R;
-            let (alpha, beta, theta) = p.lanes::<R>();
-            let mut z = vec![T::from_f64(0.0); x.len()];
-            with_const_op!(self.op, |OP| {
-                per_plane(&mut z, d.hw, |i, zp| {
-                    let c = i % d.c;
-                    let (a, b) = (R::c(scale[c]), R::c(shift[c]));
-                    let xs = T::fast(&x[i * d.hw..(i + 1) * d.hw]);
-                    for (o, &v) in T::fast_mut(zp).iter_mut().zip(xs) {
-                        *o = beta * value(OP, alpha * (v * a + b), &theta);
-                    }
-                })
-            });
-            *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
-            Ok((T::to_cpu_storage_owned(z), l1.shape().clone()))
-        })
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gb: &Tensor,
-        p: &Tensor,
-        _z: &Tensor,
-        dz: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some((mean, _, inv_std)) = self.moments.lock().expect("moments lock").clone() else {
-            candle_core::bail!("batch norm backward before its forward pass");
-        };
-        let values: Vec<f64> = p.to_dtype(candle_core::DType::F64)?.to_vec1()?;
-        let op = Backward {
-            d: self.d,
-            op: self.op,
-            act: scalars(&values, self.op)?,
-            param_grads: self.param_grads,
-            mean,
-            inv_std,
-        };
-        let packed = x.apply_op3_no_bwd(gb, &dz.contiguous()?, &op)?;
-        let (len, c2) = (x.elem_count(), 2 * self.d.c);
-        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
-        let dgb = packed.narrow(0, len, c2)?;
-        let dp = if self.param_grads {
-            Some(packed.narrow(0, len + c2, p.elem_count())?)
-        } else {
-            None
-        };
-        Ok((Some(dx), Some(dgb), dp))
-    }
 }
 
 /// Planes of `hw` values per parallel task: about 16k values, so small maps do not make
@@ -154,9 +97,128 @@ fn per_plane<T: Send>(buf: &mut [T], hw: usize, f: impl Fn(usize, &mut [T]) + Sy
         });
 }
 
-impl CustomOp3 for Backward {
+impl Forward {
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
+        (sp, lp): (&CpuStorage, &Layout),
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = self.d;
+        dispatch_float!(s1, "safs-batch-norm-act", |T| {
+            let x: &[T] = slice(s1, l1, "batch norm input")?;
+            let r: Option<&[T]> = match residual {
+                Some((s, l)) => Some(slice(s, l, "batch norm residual")?),
+                None => None,
+            };
+            let (gb, p) = unpack(
+                slice::<T>(sp, lp, "batch norm + activation parameters")?,
+                d.c,
+                self.op,
+            )?;
+            let (mean, var, inv_std) = moments(x, d, self.eps);
+            let (scale, shift) = affine(&gb, &mean, &inv_std);
+            type R = <T as FastFloat>::R;
+            let (alpha, beta, theta) = p.lanes::<R>();
+            let mut z = vec![T::from_f64(0.0); x.len()];
+            with_const_op!(self.op, |OP| {
+                per_plane(&mut z, d.hw, |i, zp| {
+                    let c = i % d.c;
+                    let (a, b) = (R::c(scale[c]), R::c(shift[c]));
+                    let plane = i * d.hw..(i + 1) * d.hw;
+                    let xs = T::fast(&x[plane.clone()]);
+                    let zp = T::fast_mut(zp);
+                    match r {
+                        None => {
+                            for (o, &v) in zp.iter_mut().zip(xs) {
+                                *o = beta * value(OP, alpha * (v * a + b), &theta);
+                            }
+                        }
+                        Some(r) => {
+                            for ((o, &v), &rv) in zp.iter_mut().zip(xs).zip(T::fast(&r[plane])) {
+                                *o = beta * value(OP, alpha * (v * a + b + rv), &theta);
+                            }
+                        }
+                    }
+                })
+            });
+            *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
+            Ok((T::to_cpu_storage_owned(z), l1.shape().clone()))
+        })
+    }
+
+    /// The gradients of (x, r, params), r's only when there is one.
+    fn grads(
+        &self,
+        x: &Tensor,
+        r: Option<&Tensor>,
+        params: &Tensor,
+        dz: &Tensor,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>, Tensor)> {
+        let Some((mean, _, inv_std)) = self.moments.lock().expect("moments lock").clone() else {
+            candle_core::bail!("batch norm backward before its forward pass");
+        };
+        let values: Vec<f64> = params.to_dtype(candle_core::DType::F64)?.to_vec1()?;
+        let (gb, act) = unpack(&values, self.d.c, self.op)?;
+        let op = Backward {
+            d: self.d,
+            op: self.op,
+            gb,
+            act,
+            param_grads: self.param_grads,
+            mean,
+            inv_std,
+        };
+        let dz = dz.contiguous()?;
+        let packed = match r {
+            Some(r) => x.apply_op3_no_bwd(r, &dz, &op)?,
+            None => x.apply_op2_no_bwd(&dz, &op)?,
+        };
+        let len = x.elem_count();
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let (dr, rest) = match r {
+            Some(r) => (
+                Some(packed.narrow(0, len, len)?.reshape(r.shape())?),
+                2 * len,
+            ),
+            None => (None, len),
+        };
+        let dparams = packed.narrow(0, rest, params.elem_count())?;
+        Ok((dx, dr, dparams))
+    }
+}
+
+impl CustomOp2 for Forward {
     fn name(&self) -> &'static str {
-        "safs-batch-norm-act-backward"
+        "safs-batch-norm-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), None, (s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        _z: &Tensor,
+        dz: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, _, dp) = self.grads(x, None, params, dz)?;
+        Ok((Some(dx), Some(dp)))
+    }
+}
+
+/// `act(bn(x) + r)`: (x, r, params).
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm-add-act"
     }
 
     fn cpu_fwd(
@@ -168,27 +230,56 @@ impl CustomOp3 for Backward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (d, act) = (self.d, self.act);
+        self.run((s1, l1), Some((s2, l2)), (s3, l3))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        r: &Tensor,
+        params: &Tensor,
+        _z: &Tensor,
+        dz: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dr, dp) = self.grads(x, Some(r), params, dz)?;
+        Ok((Some(dx), dr, Some(dp)))
+    }
+}
+
+impl Backward {
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
+        (sz, lz): (&CpuStorage, &Layout),
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (d, act, gb) = (self.d, self.act, &self.gb);
         let m = (d.n * d.hw) as f64;
         let k = 2 + self.op.num_params();
-        dispatch_float!(s1, self.name(), |T| {
+        dispatch_float!(s1, "safs-batch-norm-act-backward", |T| {
             let x: &[T] = slice(s1, l1, "batch norm input")?;
-            let gb: Vec<f64> = slice::<T>(s2, l2, "batch norm weight and bias")?
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            let dz: &[T] = slice(s3, l3, "batch norm dz")?;
-            let (scale, shift) = affine(&gb, &self.mean, &self.inv_std);
-            let extra = if self.param_grads { k } else { 0 };
-            let mut out = vec![T::from_f64(0.0); x.len() + 2 * d.c + extra];
-            let (dx, tail) = out.split_at_mut(x.len());
+            let r: Option<&[T]> = match residual {
+                Some((s, l)) => Some(slice(s, l, "batch norm residual")?),
+                None => None,
+            };
+            let dz: &[T] = slice(sz, lz, "batch norm dz")?;
+            let (scale, shift) = affine(gb, &self.mean, &self.inv_std);
+            let len = x.len();
+            let dr_len = if r.is_some() { len } else { 0 };
+            let mut out = vec![T::from_f64(0.0); len + dr_len + 2 * d.c + k];
+            let (dx, rest) = out.split_at_mut(len);
+            let (dr, tail) = rest.split_at_mut(dr_len);
+            // gy, the gradient at the BatchNorm's output, goes to dr (it is r's gradient) or,
+            // without a residual, to dx, which pass 2 then turns into BatchNorm's dx in place.
+            let gy_buf: &mut [T] = if r.is_some() { dr } else { &mut *dx };
             let (alpha, beta, theta) = act.lanes::<<T as FastFloat>::R>();
-            // Pass 1, a run of whole planes per task: y, the activation's gradient gy (kept
-            // in dx), the activation's parameter sums per task and BatchNorm's per plane.
+            // Pass 1, a run of whole planes per task: y, gy, the activation's parameter sums
+            // per task and BatchNorm's per plane.
             let per = planes_per_task(d.hw);
             let mut plane_sums = vec![[0.0f64; 2]; d.n * d.c];
             let task_sums: Vec<[f64; 5]> = with_const_op!(self.op, |OP| {
-                dx.par_chunks_mut(per * d.hw)
+                gy_buf
+                    .par_chunks_mut(per * d.hw)
                     .zip(plane_sums.par_chunks_mut(per))
                     .enumerate()
                     .map(|(t, (gy, sums))| {
@@ -202,27 +293,17 @@ impl CustomOp3 for Backward {
                                 *o = v * a + b;
                             }
                         }
-                        let gs = &dz[at..at + gy.len()];
+                        if let Some(r) = r {
+                            for (o, &rv) in y.iter_mut().zip(&r[at..at + gy.len()]) {
+                                *o += rv;
+                            }
+                        }
+                        let gs = T::fast(&dz[at..at + gy.len()]);
+                        let (gy_r, y_r) = (T::fast_mut(gy), T::fast(&y));
                         let act_sums = if self.param_grads {
-                            grad_chunk::<_, true>(
-                                OP,
-                                T::fast_mut(gy),
-                                T::fast(&y),
-                                T::fast(gs),
-                                alpha,
-                                beta,
-                                &theta,
-                            )
+                            grad_chunk::<_, true>(OP, gy_r, y_r, gs, alpha, beta, &theta)
                         } else {
-                            grad_chunk::<_, false>(
-                                OP,
-                                T::fast_mut(gy),
-                                T::fast(&y),
-                                T::fast(gs),
-                                alpha,
-                                beta,
-                                &theta,
-                            )
+                            grad_chunk::<_, false>(OP, gy_r, y_r, gs, alpha, beta, &theta)
                         };
                         for (j, s) in sums.iter_mut().enumerate() {
                             let c = (t * per + j) % d.c;
@@ -253,14 +334,20 @@ impl CustomOp3 for Backward {
                 }
             }
             // Pass 2: BatchNorm's input gradient from gy.
+            let gy_all: Option<&[T]> = if r.is_some() { Some(&*dr) } else { None };
             per_plane(dx, d.hw, |i, dxp| {
                 let c = i % d.c;
                 let (mu, is) = (self.mean[c], self.inv_std[c]);
                 let kc = gb[c] * is / m;
                 let [sd, sdx] = sums[c];
-                for (o, &v) in dxp.iter_mut().zip(&x[i * d.hw..(i + 1) * d.hw]) {
+                let plane = i * d.hw..(i + 1) * d.hw;
+                for (j, (o, &v)) in dxp.iter_mut().zip(&x[plane.clone()]).enumerate() {
+                    let g = match gy_all {
+                        Some(gy) => gy[plane.start + j],
+                        None => *o,
+                    };
                     let xhat = (v.to_f64() - mu) * is;
-                    *o = T::from_f64(kc * (m * o.to_f64() - sd - xhat * sdx));
+                    *o = T::from_f64(kc * (m * g.to_f64() - sd - xhat * sdx));
                 }
             });
             for c in 0..d.c {
@@ -277,25 +364,75 @@ impl CustomOp3 for Backward {
             }
             Ok((
                 T::to_cpu_storage_owned(out),
-                Shape::from(x.len() + 2 * d.c + extra),
+                Shape::from(len + dr_len + 2 * d.c + k),
             ))
         })
     }
 }
 
-/// [`super::batch_norm_train`] followed by the activation slot `act`, fused into one op on
-/// the CPU (composed from the two ops elsewhere, or for other dtypes).
+impl CustomOp2 for Backward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm-act-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), None, (s2, l2))
+    }
+}
+
+impl CustomOp3 for Backward {
+    fn name(&self) -> &'static str {
+        "safs-batch-norm-add-act-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), Some((s2, l2)), (s3, l3))
+    }
+}
+
+/// [`super::batch_norm_train`] followed by the activation slot `act`, with `residual`
+/// added before the activation when given: `act(bn(x) [+ residual])`. One fused op on the
+/// CPU; composed from the separate ops elsewhere, or for other dtypes.
 pub fn batch_norm_act_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
     act: &SlotArgs,
+    residual: Option<&Tensor>,
 ) -> Result<(Tensor, BatchStats)> {
     let d = check(x, gamma, beta, "batch_norm_act_train")?;
+    if let Some(r) = residual {
+        if r.dims() != x.dims() {
+            return Err(crate::Error::Config(format!(
+                "batch_norm_act_train: residual of shape {:?} for input {:?}",
+                r.dims(),
+                x.dims()
+            )));
+        }
+    }
     let same = |t: &Tensor| t.dtype() == x.dtype();
-    if !use_custom(x) || !same(gamma) || !same(beta) || !same(&act.p) {
+    let fused = use_custom(x) && same(gamma) && same(beta) && same(&act.p);
+    if !fused || residual.is_some_and(|r| !same(r)) {
         let (y, stats) = super::batch_norm_train(x, gamma, beta, eps)?;
+        let y = match residual {
+            Some(r) => y.add(r)?,
+            None => y,
+        };
         return Ok((
             scaled_activation(&y, act.op, &act.p, act.param_grads)?,
             stats,
@@ -309,13 +446,19 @@ pub fn batch_norm_act_train(
         param_grads: act.param_grads,
         moments: moments.clone(),
     };
-    let gb = Tensor::cat(&[gamma, beta], 0)?;
-    let z = x
-        .contiguous()?
-        .reshape((d.n, d.c, d.hw))?
-        .apply_op3(&gb, &act.p.contiguous()?, op)?
-        .reshape(x.shape())?;
-    Ok((z, batch_stats(&moments, d, x)?))
+    // A frozen slot's scalars are constants: its zero gradients stop here.
+    let p = if act.param_grads {
+        act.p.clone()
+    } else {
+        act.p.detach()
+    };
+    let params = Tensor::cat(&[gamma, beta, &p], 0)?;
+    let x3 = x.contiguous()?.reshape((d.n, d.c, d.hw))?;
+    let z = match residual {
+        Some(r) => x3.apply_op3(&r.contiguous()?.reshape((d.n, d.c, d.hw))?, &params, op)?,
+        None => x3.apply_op2(&params, op)?,
+    };
+    Ok((z.reshape(x.shape())?, batch_stats(&moments, d, x)?))
 }
 
 #[cfg(test)]
@@ -324,59 +467,80 @@ mod tests {
     use crate::kernels::testutil::{check_grad, max_diff, random};
     use candle_core::{DType, Var};
 
-    /// The fused op against BatchNorm then the activation as two ops: output, statistics
-    /// and the gradients of x, gamma, beta and p, for every operator, in f64 and f32.
+    /// The fused op against BatchNorm, the residual add and the activation as separate
+    /// ops: output, statistics and the gradients of x, gamma, beta, p and the residual, for
+    /// every operator, with and without a residual, in f64 and f32.
     #[test]
-    fn equals_the_two_ops_composed() -> Result<()> {
+    fn equals_the_ops_composed() -> Result<()> {
         for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-5)] {
             for (idx, &op) in Op::ALL.iter().enumerate() {
-                let (n, c, h, w) = [(2, 3, 4, 5), (3, 2, 1, 1), (4, 5, 3, 2)][idx % 3];
-                let seed = 700 + 10 * idx as u64;
-                let x0 = random(&[n, c, h, w], seed)?.affine(3.0, 0.5)?;
-                let x0 = x0.to_dtype(dtype)?;
-                let g0 = random(&[c], seed + 1)?.to_dtype(dtype)?;
-                let b0 = random(&[c], seed + 2)?.to_dtype(dtype)?;
-                let mut p0 = vec![0.8, 1.3];
-                p0.extend((0..op.num_params()).map(|t| 0.7 + 0.2 * t as f64));
-                let p0 = Tensor::new(p0.as_slice(), x0.device())?.to_dtype(dtype)?;
-                let r = random(&[n, c, h, w], seed + 3)?.to_dtype(dtype)?;
-                let run = |fused: bool| -> Result<Vec<Tensor>> {
-                    let vars = [&x0, &g0, &b0, &p0].map(|t| Var::from_tensor(t).unwrap());
-                    let [x, g, b, p] = vars.each_ref().map(|v| v.as_tensor());
-                    let (z, stats) = if fused {
-                        let args = SlotArgs {
-                            op,
-                            p: p.clone(),
-                            param_grads: true,
-                        };
-                        batch_norm_act_train(x, g, b, 1e-5, &args)?
-                    } else {
-                        let (y, stats) = crate::kernels::batch_norm_train(x, g, b, 1e-5)?;
-                        (scaled_activation(&y, op, p, true)?, stats)
-                    };
-                    let grads = z.mul(&r)?.sum_all()?.backward()?;
-                    let mut out = vec![z.clone(), stats.mean, stats.var];
-                    for v in &vars {
-                        out.push(grads.get(v.as_tensor()).expect("gradient").clone());
-                    }
-                    Ok(out)
-                };
-                let (want, got) = (run(false)?, run(true)?);
-                for (k, (a, b)) in want.iter().zip(&got).enumerate() {
-                    let scale = a
-                        .to_dtype(DType::F64)?
-                        .abs()?
-                        .flatten_all()?
-                        .max(0)?
-                        .to_scalar::<f64>()?
-                        .max(1.0);
-                    let diff = max_diff(a, b)?;
-                    assert!(
-                        diff <= tol * scale,
-                        "{op} {dtype:?}: output {k} differs by {diff} (scale {scale})"
-                    );
+                for with_residual in [false, true] {
+                    compare_with_composed(op, idx, with_residual, dtype, tol)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn compare_with_composed(
+        op: Op,
+        idx: usize,
+        with_residual: bool,
+        dtype: DType,
+        tol: f64,
+    ) -> Result<()> {
+        let (n, c, h, w) = [(2, 3, 4, 5), (3, 2, 1, 1), (4, 5, 3, 2)][idx % 3];
+        let seed = 700 + 10 * idx as u64;
+        let shape = [n, c, h, w];
+        let x0 = random(&shape, seed)?.affine(3.0, 0.5)?.to_dtype(dtype)?;
+        let g0 = random(&[c], seed + 1)?.to_dtype(dtype)?;
+        let b0 = random(&[c], seed + 2)?.to_dtype(dtype)?;
+        let mut p0 = vec![0.8, 1.3];
+        p0.extend((0..op.num_params()).map(|t| 0.7 + 0.2 * t as f64));
+        let p0 = Tensor::new(p0.as_slice(), x0.device())?.to_dtype(dtype)?;
+        let r0 = random(&shape, seed + 4)?.to_dtype(dtype)?;
+        let weights = random(&shape, seed + 3)?.to_dtype(dtype)?;
+        let run = |fused: bool| -> Result<Vec<Tensor>> {
+            let vars = [&x0, &g0, &b0, &p0, &r0].map(|t| Var::from_tensor(t).unwrap());
+            let [x, g, b, p, r] = vars.each_ref().map(|v| v.as_tensor());
+            let residual = with_residual.then_some(r);
+            let (z, stats) = if fused {
+                let args = SlotArgs {
+                    op,
+                    p: p.clone(),
+                    param_grads: true,
+                };
+                batch_norm_act_train(x, g, b, 1e-5, &args, residual)?
+            } else {
+                let (y, stats) = crate::kernels::batch_norm_train(x, g, b, 1e-5)?;
+                let y = match residual {
+                    Some(r) => y.add(r)?,
+                    None => y,
+                };
+                (scaled_activation(&y, op, p, true)?, stats)
+            };
+            let grads = z.mul(&weights)?.sum_all()?.backward()?;
+            let mut out = vec![z.clone(), stats.mean, stats.var];
+            for v in &vars[..4 + usize::from(with_residual)] {
+                out.push(grads.get(v.as_tensor()).expect("gradient").clone());
+            }
+            Ok(out)
+        };
+        let (want, got) = (run(false)?, run(true)?);
+        assert_eq!(want.len(), got.len());
+        for (k, (a, b)) in want.iter().zip(&got).enumerate() {
+            let scale = a
+                .to_dtype(DType::F64)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f64>()?
+                .max(1.0);
+            let diff = max_diff(a, b)?;
+            assert!(
+                diff <= tol * scale,
+                "{op} {dtype:?} residual {with_residual}: output {k} differs by {diff} (scale {scale})"
+            );
         }
         Ok(())
     }
@@ -398,8 +562,14 @@ mod tests {
                     p: p.as_tensor().clone(),
                     param_grads: true,
                 };
-                let (z, _) =
-                    batch_norm_act_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, &args)?;
+                let (z, _) = batch_norm_act_train(
+                    x.as_tensor(),
+                    g.as_tensor(),
+                    b.as_tensor(),
+                    1e-5,
+                    &args,
+                    None,
+                )?;
                 Ok(z.mul(&r)?.sum_all()?)
             };
             check_grad(&format!("{op} input"), &loss, &x, 36)?;
@@ -407,6 +577,21 @@ mod tests {
             check_grad(&format!("{op} beta"), &loss, &b, 2)?;
             check_grad(&format!("{op} scalars"), &loss, &p, 2 + op.num_params())?;
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_residual_of_another_shape_is_a_named_error() -> Result<()> {
+        let x = random(&[2, 3, 2, 2], 1)?;
+        let g = random(&[3], 2)?;
+        let args = SlotArgs {
+            op: Op::Relu,
+            p: Tensor::new(&[1.0f64, 1.0], x.device())?,
+            param_grads: false,
+        };
+        let r = random(&[2, 3, 2, 1], 3)?;
+        let err = batch_norm_act_train(&x, &g, &g, 1e-5, &args, Some(&r)).unwrap_err();
+        assert!(err.to_string().contains("[2, 3, 2, 1]"), "{err}");
         Ok(())
     }
 
@@ -420,7 +605,7 @@ mod tests {
             p: p.as_tensor().clone(),
             param_grads: false,
         };
-        let (z, _) = batch_norm_act_train(x.as_tensor(), &g, &g, 1e-5, &args)?;
+        let (z, _) = batch_norm_act_train(x.as_tensor(), &g, &g, 1e-5, &args, None)?;
         let grads = z.sum_all()?.backward()?;
         assert!(grads.get(x.as_tensor()).is_some());
         assert!(grads.get(p.as_tensor()).is_none());

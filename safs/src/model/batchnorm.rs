@@ -83,13 +83,40 @@ impl BatchNorm2d {
     /// `act(self.forward_t(x, train))`; in training on the CPU kernels, one fused op
     /// ([`kernels::batch_norm_act_train`]).
     pub fn forward_act(&self, x: &Tensor, train: bool, act: &Activation) -> Result<Tensor> {
+        self.forward_act_with(x, None, train, act)
+    }
+
+    /// `act(self.forward_t(x, train) + residual)` (a residual block's output), fused like
+    /// [`Self::forward_act`].
+    pub fn forward_add_act(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+        act: &Activation,
+    ) -> Result<Tensor> {
+        self.forward_act_with(x, Some(residual), train, act)
+    }
+
+    fn forward_act_with(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        train: bool,
+        act: &Activation,
+    ) -> Result<Tensor> {
         if !train || !kernels::use_custom(x) {
-            return Ok(act.forward(&self.forward_t(x, train)?)?);
+            let y = self.forward_t(x, train)?;
+            let y = match residual {
+                Some(r) => y.add(r)?,
+                None => y,
+            };
+            return Ok(act.forward(&y)?);
         }
         self.check_channels(x)?;
         let args = act.slot_args(x.dtype())?;
         let (weight, bias) = (self.weight.as_tensor(), self.bias.as_tensor());
-        let (z, stats) = kernels::batch_norm_act_train(x, weight, bias, BN_EPS, &args)
+        let (z, stats) = kernels::batch_norm_act_train(x, weight, bias, BN_EPS, &args, residual)
             .map_err(|e| Error::Config(format!("{}: {e}", self.name)))?;
         self.update_running(stats)?;
         Ok(z)

@@ -7,7 +7,6 @@
 //! `layer2.0.shortcut.0`, `linear`, ...).
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::Module;
 
 use super::{global_avg_pool, BatchNorm2d, Conv2d, Init, Linear, Network, Param, Scale};
 use crate::activation::{Activation, Op};
@@ -93,12 +92,12 @@ impl BasicBlock {
         let out = self
             .bn1
             .forward_act(&self.conv1.forward(x)?, train, &acts[0])?;
-        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
         let short = match &self.shortcut {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok(acts[1].forward(&out.add(&short)?)?)
+        self.bn2
+            .forward_add_act(&self.conv2.forward(&out)?, &short, train, &acts[1])
     }
 
     /// The block in the inference graph: `act1(bn2(conv2(h)) + shortcut)` in one loop.
@@ -257,6 +256,7 @@ mod tests {
     use super::*;
     use crate::model::testutil::{check_full_model, check_grad, param_table, pseudo_random};
     use candle_core::DType;
+    use candle_nn::Module;
 
     #[test]
     fn parameter_count_matches_pytorch() -> Result<()> {
