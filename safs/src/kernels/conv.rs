@@ -114,12 +114,46 @@ impl ConvGeom {
         (lo.min(hi), hi)
     }
 
+    /// For a stride-1 ungrouped convolution, the convolution whose forward pass is this
+    /// one's input gradient: `dx = conv2d(dy, w flipped and transposed, padding kh-1-p)`
+    /// (square kernels, `p < kh`). It runs on the forward path, with no col2im.
+    fn transposed(&self) -> Option<ConvGeom> {
+        if self.stride != 1 || self.groups != 1 || self.kh != self.kw || self.padding >= self.kh {
+            return None;
+        }
+        let gt = ConvGeom::new(
+            &[self.n, self.cout, self.ho, self.wo],
+            &[self.cin, self.cout, self.kh, self.kw],
+            1,
+            self.kh - 1 - self.padding,
+            1,
+        )
+        .ok()?;
+        (gt.ho == self.h && gt.wo == self.w).then_some(gt)
+    }
+
     /// The input row of output row `oy` at kernel row `i`, if inside the image.
     pub(crate) fn in_row(&self, oy: usize, i: usize) -> Option<usize> {
         (oy * self.stride + i)
             .checked_sub(self.padding)
             .filter(|&r| r < self.h)
     }
+}
+
+/// The weights of [`ConvGeom::transposed`]: `wt[ci][co][kh-1-i][kw-1-j] = w[co][ci][i][j]`.
+fn flip<T: WithDType>(g: &ConvGeom, w: &[T]) -> Vec<T> {
+    let taps = g.kh * g.kw;
+    let mut wt = vec![T::from_f64(0.0); w.len()];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let src = &w[(co * g.cin + ci) * taps..][..taps];
+            let dst = &mut wt[(ci * g.cout + co) * taps..][..taps];
+            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = v;
+            }
+        }
+    }
+    wt
 }
 
 /// im2col of one sample into column block `off` of `cols` (row stride `ld`):
@@ -343,7 +377,10 @@ fn forward<T: WithDType + DirectConv>(
     y
 }
 
-fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
+fn input_grad<T: WithDType + DirectConv>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
+    if let Some(gt) = g.transposed() {
+        return forward(&gt, dy, &flip(g, w), None);
+    }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
     let mut dx = vec![T::from_f64(0.0); g.n * g.in_len()];
     let (ranges, inner) = plan(g.n);
