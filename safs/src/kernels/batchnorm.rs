@@ -60,11 +60,11 @@ pub(super) fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Ve
         .map(|ch| {
             let planes = || (0..d.n).map(|s| &x[(s * d.c + ch) * d.hw..][..d.hw]);
             let mean = planes()
-                .map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>())
+                .map(|p| lane_sums(p, p, |v, _| [v.to_f64()])[0])
                 .sum::<f64>()
                 / m;
             let var = planes()
-                .map(|p| p.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>())
+                .map(|p| lane_sums(p, p, |v, _| [(v.to_f64() - mean).powi(2)])[0])
                 .sum::<f64>()
                 / m;
             (mean, var)
@@ -74,6 +74,42 @@ pub(super) fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Ve
     let var: Vec<f64> = per.iter().map(|p| p.1).collect();
     let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     (mean, var, inv_std)
+}
+
+/// `sum_i f(a_i, b_i)` (K sums at once) in f64 over paired slices, in 8 interleaved partial
+/// sums: one running sum is a chain of dependent adds that neither vectorises nor hides
+/// the add latency. The order is fixed by the slice length alone.
+#[inline(always)]
+pub(super) fn lane_sums<T: Copy, const K: usize>(
+    a: &[T],
+    b: &[T],
+    f: impl Fn(T, T) -> [f64; K],
+) -> [f64; K] {
+    const LANES: usize = 8;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [[0.0f64; LANES]; K];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            let v = f(xa[l], xb[l]);
+            for k in 0..K {
+                acc[k][l] += v[k];
+            }
+        }
+    }
+    let mut out = [0.0; K];
+    for (&xa, &xb) in ra.iter().zip(rb) {
+        let v = f(xa, xb);
+        for k in 0..K {
+            out[k] += v[k];
+        }
+    }
+    for k in 0..K {
+        out[k] += acc[k].iter().sum::<f64>();
+    }
+    out
 }
 
 impl CustomOp3 for BnForward {
@@ -167,11 +203,12 @@ impl CustomOp3 for BnBackward {
                     let (mut sd, mut sdx) = (0.0, 0.0);
                     for s in 0..d.n {
                         let at = (s * d.c + c) * d.hw;
-                        for (&g, &v) in dy[at..at + d.hw].iter().zip(&x[at..at + d.hw]) {
+                        let [a, b] = lane_sums(&dy[at..at + d.hw], &x[at..at + d.hw], |g, v| {
                             let g = g.to_f64();
-                            sd += g;
-                            sdx += g * (v.to_f64() - mu) * is;
-                        }
+                            [g, g * (v.to_f64() - mu) * is]
+                        });
+                        sd += a;
+                        sdx += b;
                     }
                     (sd, sdx)
                 })
@@ -327,6 +364,21 @@ mod tests {
             check_grad(&format!("bn case {idx} bias"), &loss, &beta, 5)?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn lane_sums_equal_plain_sums() {
+        for n in [0, 1, 7, 8, 9, 100] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.3).cos()).collect();
+            let want_a: f64 = a.iter().map(|&v| v as f64).sum();
+            let want_ab: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let [sa, sab] = lane_sums(&a, &b, |x, y| [x as f64, x as f64 * y as f64]);
+            assert!(
+                (sa - want_a).abs() < 1e-12 && (sab - want_ab).abs() < 1e-12,
+                "n = {n}"
+            );
+        }
     }
 
     #[test]

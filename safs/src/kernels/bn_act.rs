@@ -13,7 +13,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::batchnorm::{batch_stats, check, moments, BatchStats, Dims, Moments};
+use super::batchnorm::{batch_stats, check, lane_sums, moments, BatchStats, Dims, Moments};
 use super::scaled_activation::{grad_chunk, scalars, scaled_activation, Scalars};
 use super::storage::{dispatch_float, slice};
 use super::use_custom;
@@ -308,14 +308,11 @@ impl Backward {
                         for (j, s) in sums.iter_mut().enumerate() {
                             let c = (t * per + j) % d.c;
                             let (mu, is) = (self.mean[c], self.inv_std[c]);
-                            let (mut sd, mut sdx) = (0.0, 0.0);
                             let plane = j * d.hw..(j + 1) * d.hw;
-                            for (&g, &v) in gy[plane.clone()].iter().zip(&xs[plane]) {
+                            *s = lane_sums(&gy[plane.clone()], &xs[plane], |g, v| {
                                 let g = g.to_f64();
-                                sd += g;
-                                sdx += g * (v.to_f64() - mu) * is;
-                            }
-                            *s = [sd, sdx];
+                                [g, g * (v.to_f64() - mu) * is]
+                            });
                         }
                         act_sums
                     })
