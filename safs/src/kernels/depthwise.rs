@@ -63,15 +63,44 @@ fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     y
 }
 
+/// Calls `f(oy, iy, lo..hi, a, tap)` for each output row, kernel tap and the run of output
+/// columns `lo..hi` whose inputs `a..a + hi - lo` of row `iy` are inside the image (stride 1
+/// only: then both runs are contiguous, and the loops over them vectorise).
+#[inline]
+fn for_rows(g: &ConvGeom, mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize, usize)) {
+    debug_assert_eq!(g.stride, 1);
+    for oy in 0..g.ho {
+        for i in 0..g.kh {
+            let Some(iy) = g.in_row(oy, i) else { continue };
+            for j in 0..g.kw {
+                let (lo, hi) = g.valid_cols(j);
+                if lo < hi {
+                    f(oy, iy, lo..hi, lo + j - g.padding, i * g.kw + j);
+                }
+            }
+        }
+    }
+}
+
 fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
     let mut dx = vec![T::from_f64(0.0); g.n * g.cin * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
         let c = plane % g.cin;
         let (dyp, wc) = (&dy[plane * p..(plane + 1) * p], &w[c * kk..(c + 1) * kk]);
-        for_taps(g, |oy, ox, iy, ix, t| {
-            dxp[iy * g.w + ix] += wc[t] * dyp[oy * g.wo + ox]
-        });
+        if g.stride == 1 {
+            for_rows(g, |oy, iy, cols, a, t| {
+                let src = &dyp[oy * g.wo + cols.start..oy * g.wo + cols.end];
+                let dst = &mut dxp[iy * g.w + a..iy * g.w + a + cols.len()];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d += wc[t] * s;
+                }
+            });
+        } else {
+            for_taps(g, |oy, ox, iy, ix, t| {
+                dxp[iy * g.w + ix] += wc[t] * dyp[oy * g.wo + ox]
+            });
+        }
     });
     dx
 }
@@ -80,15 +109,34 @@ fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
     let mut dw = vec![T::from_f64(0.0); g.cin * kk];
     dw.par_chunks_mut(kk).enumerate().for_each(|(c, dwc)| {
+        // Stride 1: per tap, one partial sum per output column, summed at the end, so the
+        // inner loop is an element-wise multiply-add rather than a dependent sum.
+        let mut acc = vec![T::from_f64(0.0); if g.stride == 1 { kk * g.wo } else { 0 }];
         for s in 0..g.n {
             let plane = s * g.cin + c;
             let (xp, dyp) = (
                 &x[plane * hw..(plane + 1) * hw],
                 &dy[plane * p..(plane + 1) * p],
             );
-            for_taps(g, |oy, ox, iy, ix, t| {
-                dwc[t] += dyp[oy * g.wo + ox] * xp[iy * g.w + ix]
-            });
+            if g.stride == 1 {
+                for_rows(g, |oy, iy, cols, a, t| {
+                    let d = &dyp[oy * g.wo + cols.start..oy * g.wo + cols.end];
+                    let xs = &xp[iy * g.w + a..iy * g.w + a + cols.len()];
+                    let at = &mut acc[t * g.wo + cols.start..t * g.wo + cols.end];
+                    for ((o, &dv), &xv) in at.iter_mut().zip(d).zip(xs) {
+                        *o += dv * xv;
+                    }
+                });
+            } else {
+                for_taps(g, |oy, ox, iy, ix, t| {
+                    dwc[t] += dyp[oy * g.wo + ox] * xp[iy * g.w + ix]
+                });
+            }
+        }
+        if g.stride == 1 {
+            for (o, part) in dwc.iter_mut().zip(acc.chunks(g.wo)) {
+                *o = part.iter().fold(T::from_f64(0.0), |a, &v| a + v);
+            }
         }
     });
     dw
@@ -246,6 +294,8 @@ mod tests {
         (1, 2, 6, 6, 5, 2, 2),
         (3, 2, 7, 5, 3, 3, 0),
         (2, 3, 4, 4, 1, 1, 0),
+        (2, 2, 7, 6, 5, 1, 2),
+        (3, 2, 6, 5, 3, 1, 0),
     ];
 
     #[test]
