@@ -38,8 +38,9 @@ pub struct Notebook {
 }
 
 impl Notebook {
-    /// Reads the knobs, tunes the allocator for training (glibc keeps freed tensors'
-    /// memory for the next step) and prints them in one line.
+    /// Reads the knobs, tunes the process for training (glibc keeps freed tensors' memory
+    /// for the next step; Candle's thread pool stops spinning on the kernels' cores) and
+    /// prints them in one line.
     pub fn from_env() -> Result<Self> {
         let budget = match std::env::var("SAFS_BUDGET") {
             Ok(v) if !v.trim().is_empty() => v.trim().parse()?,
@@ -50,6 +51,7 @@ impl Notebook {
             data_root: safs::data::default_data_dir(),
         };
         safs::kernels::tune_allocator();
+        safs::kernels::tune_candle_threads();
         println!("{nb}");
         Ok(nb)
     }

@@ -12,7 +12,8 @@
 //!   sparse inference graph (`graph`, [`safs::infer::InferenceGraph`]), on `batch` images.
 //!
 //! Threads follow `RAYON_NUM_THREADS`; `SAFS_KERNELS=stock` switches to stock Candle ops;
-//! `SAFS_MALLOC=default` leaves glibc's malloc untuned ([`safs::kernels::tune_allocator`]).
+//! `SAFS_MALLOC=default` leaves glibc's malloc untuned ([`safs::kernels::tune_allocator`]);
+//! `SAFS_CANDLE_SPIN=default` leaves Candle's pool spinning ([`safs::kernels::tune_candle_threads`]).
 
 use std::time::Instant;
 
@@ -305,6 +306,9 @@ fn main() -> Result<()> {
     };
     if std::env::var("SAFS_MALLOC").as_deref() != Ok("default") {
         kernels::tune_allocator();
+    }
+    if std::env::var("SAFS_CANDLE_SPIN").as_deref() != Ok("default") {
+        kernels::tune_candle_threads();
     }
     let dev = Device::Cpu;
     let parts: Vec<&str> = row.split('/').collect();

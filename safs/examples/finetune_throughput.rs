@@ -50,6 +50,7 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 
 fn main() -> Result<()> {
     safs::kernels::tune_allocator();
+    safs::kernels::tune_candle_threads();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let plan: ActivationPlan = args.first().map_or("relu,relu,relu,relu", |s| s).parse()?;
     let epochs: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1);

@@ -17,7 +17,8 @@
 //! - [`relu`], [`silu`]: one-pass gradients;
 //! - [`channel_affine`]: BatchNorm in eval mode in one pass;
 //! - [`add_channel_bias`]: a per-channel bias added to an (N, C, H, W) batch;
-//! - [`tune_allocator`]: keeps freed memory for the next step (glibc).
+//! - [`tune_allocator`]: keeps freed memory for the next step (glibc);
+//! - [`tune_candle_threads`]: stops Candle's own thread pool spinning on the kernels' cores.
 //!
 //! On other devices, for other dtypes, or when switched off ([`set_enabled`], or the
 //! environment variable `SAFS_KERNELS=stock`), each function runs the equivalent stock Candle
@@ -37,6 +38,7 @@ mod gemm;
 mod pool;
 mod scaled_activation;
 mod storage;
+mod threads;
 
 pub use activation::{relu, silu};
 pub use affine::channel_affine;
@@ -48,6 +50,7 @@ pub use conv::{conv2d, conv2d_bias};
 pub use depthwise::depthwise_conv2d;
 pub use pool::max_pool2d;
 pub use scaled_activation::scaled_activation;
+pub use threads::{tune_candle_threads, CANDLE_SPIN_LIMIT};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -61,6 +61,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     safs::kernels::tune_allocator();
+    safs::kernels::tune_candle_threads();
     let result = match cli.command {
         Command::Data { command } => data_cmd::run(command),
         Command::Train(a) => train_cmd::run(a),
