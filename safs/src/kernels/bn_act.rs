@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::batchnorm::{batch_stats, check, lane_sums, moments, BatchStats, Dims, Moments};
 use super::scaled_activation::{grad_chunk, scalars, scaled_activation, Scalars};
 use super::storage::{dispatch_float, slice};
-use super::use_custom;
+use super::{planes_per_task, use_custom};
 use crate::activation::fast::FastFloat;
 use crate::activation::pointwise::{value, with_const_op, Real};
 use crate::activation::Op;
@@ -77,12 +77,6 @@ fn affine(gb: &[f64], mean: &[f64], inv_std: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let scale: Vec<f64> = (0..c).map(|i| gb[i] * inv_std[i]).collect();
     let shift = (0..c).map(|i| gb[c + i] - mean[i] * scale[i]).collect();
     (scale, shift)
-}
-
-/// Planes of `hw` values per parallel task: about 16k values, so small maps do not make
-/// tiny tasks.
-fn planes_per_task(hw: usize) -> usize {
-    (1usize << 14).div_ceil(hw.max(1))
 }
 
 /// `f(i, plane i)` over the (sample, channel) planes of `buf`, several to a task.
