@@ -172,6 +172,9 @@ fn im2col<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, off: u
         }
         return;
     }
+    if g.stride == 1 && (g.ho, g.wo) == (g.h, g.w) {
+        return im2col_same(g, x, cols, ld, off);
+    }
     for c in 0..g.cin {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
@@ -198,6 +201,39 @@ fn im2col<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, off: u
                         for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
                             *d = src[(ox as isize * g.stride as isize + off) as usize];
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] of a stride-1 "same" convolution (output as large as the input): row
+/// (c, i, j) is plane c shifted by (i - p) rows and (j - p) columns, so it is one contiguous
+/// copy (zeros where the shift leaves the plane) and then zeros in the columns that wrapped
+/// around from the neighbouring row. Short per-row copies cost more than the data.
+fn im2col_same<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, off: usize) {
+    let (hw, zero) = (g.h * g.w, T::from_f64(0.0));
+    for c in 0..g.cin {
+        let plane = &x[c * hw..(c + 1) * hw];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &mut cols[r * ld + off..r * ld + off + hw];
+                // row[q] = plane[q + shift] where 0 <= q + shift < hw.
+                let shift = (i as isize - g.padding as isize) * g.w as isize + j as isize
+                    - g.padding as isize;
+                let q0 = (-shift).clamp(0, hw as isize) as usize;
+                let q1 = (hw as isize - shift).clamp(q0 as isize, hw as isize) as usize;
+                row[..q0].fill(zero);
+                row[q1..].fill(zero);
+                let a = (q0 as isize + shift) as usize;
+                row[q0..q1].copy_from_slice(&plane[a..a + q1 - q0]);
+                let (lo, hi) = g.valid_cols(j);
+                if lo > 0 || hi < g.w {
+                    for line in row.chunks_mut(g.w) {
+                        line[..lo].fill(zero);
+                        line[hi..].fill(zero);
                     }
                 }
             }
