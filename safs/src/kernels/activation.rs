@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::storage::{dispatch_float, slice};
 use super::use_custom;
 use crate::Result;
@@ -39,7 +40,7 @@ impl CustomOp1 for Forward {
         let kind = self.0;
         dispatch_float!(s, self.name(), |T| {
             let x: &[T] = slice(s, l, self.name())?;
-            let mut y = vec![T::from_f64(0.0); x.len()];
+            let mut y = zeros(x.len());
             let zero = T::from_f64(0.0);
             y.par_chunks_mut(CHUNK)
                 .zip(x.par_chunks(CHUNK))

@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::bias::{channel_sums, ChannelSum, Dims};
 use super::storage::{dispatch_float, gradient_op2, slice};
 use super::use_custom;
@@ -33,7 +34,7 @@ impl CustomOp3 for ChannelAffine {
             let x: &[T] = slice(s1, l1, "channel affine input")?;
             let scale: &[T] = slice(s2, l2, "channel affine scale")?;
             let shift: &[T] = slice(s3, l3, "channel affine shift")?;
-            let mut y = vec![T::from_f64(0.0); x.len()];
+            let mut y = zeros(x.len());
             y.par_chunks_mut(d.hw)
                 .zip(x.par_chunks(d.hw))
                 .enumerate()

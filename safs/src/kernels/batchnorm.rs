@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::storage::{dispatch_float, slice};
 use super::use_custom;
 use crate::model::expand_channels;
@@ -136,7 +137,7 @@ impl CustomOp3 for BnForward {
             let shift: Vec<f64> = (0..d.c)
                 .map(|c| beta[c].to_f64() - mean[c] * scale[c])
                 .collect();
-            let mut y = vec![T::from_f64(0.0); x.len()];
+            let mut y = zeros(x.len());
             y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {
                 let c = p % d.c;
                 let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
@@ -213,7 +214,7 @@ impl CustomOp3 for BnBackward {
                     (sd, sdx)
                 })
                 .collect();
-            let mut out = vec![T::from_f64(0.0); x.len() + 2 * d.c];
+            let mut out = zeros(x.len() + 2 * d.c);
             let (dx, tail) = out.split_at_mut(x.len());
             dx.par_chunks_mut(d.hw).enumerate().for_each(|(p, dxp)| {
                 let c = p % d.c;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::batchnorm::{batch_stats, check, lane_sums, moments, BatchStats, Dims, Moments};
 use super::scaled_activation::{grad_chunk, scalars, scaled_activation, Scalars};
 use super::storage::{dispatch_float, slice};
@@ -114,7 +115,7 @@ impl Forward {
             let (scale, shift) = affine(&gb, &mean, &inv_std);
             type R = <T as FastFloat>::R;
             let (alpha, beta, theta) = p.lanes::<R>();
-            let mut z = vec![T::from_f64(0.0); x.len()];
+            let mut z = zeros(x.len());
             with_const_op!(self.op, |OP| {
                 per_plane(&mut z, d.hw, |i, zp| {
                     let c = i % d.c;
@@ -260,7 +261,7 @@ impl Backward {
             let (scale, shift) = affine(gb, &self.mean, &self.inv_std);
             let len = x.len();
             let dr_len = if r.is_some() { len } else { 0 };
-            let mut out = vec![T::from_f64(0.0); len + dr_len + 2 * d.c + k];
+            let mut out = zeros(len + dr_len + 2 * d.c + k);
             let (dx, rest) = out.split_at_mut(len);
             let (dr, tail) = rest.split_at_mut(dr_len);
             // gy, the gradient at the BatchNorm's output, goes to dr (it is r's gradient) or,

@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::bias::{add_channel_bias, ChannelSum, Dims};
 use super::conv_direct::DirectConv;
 use super::conv_wgrad;
@@ -373,7 +374,7 @@ fn forward<T: WithDType + DirectConv>(
         return y;
     }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
-    let mut y = vec![T::from_f64(0.0); g.n * g.out_len()];
+    let mut y = zeros(g.n * g.out_len());
     let (ranges, inner) = plan(g.n);
     split_mut(&mut y, &ranges, g.out_len())
         .into_par_iter()
@@ -424,7 +425,7 @@ fn input_grad<T: WithDType + DirectConv>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec
         return forward(&gt, dy, &flip(g, w), None);
     }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
-    let mut dx = vec![T::from_f64(0.0); g.n * g.in_len()];
+    let mut dx = zeros(g.n * g.in_len());
     let (ranges, inner) = plan(g.n);
     split_mut(&mut dx, &ranges, g.in_len())
         .into_par_iter()

@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::conv::{input_and_weight_grads, ConvGeom};
 use super::storage::{dispatch_float, gradient_op2, slice};
 use super::use_custom;
@@ -31,7 +32,7 @@ fn for_taps(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize, usize)) 
 
 fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
-    let mut y = vec![T::from_f64(0.0); g.n * g.cin * p];
+    let mut y = zeros(g.n * g.cin * p);
     y.par_chunks_mut(p).enumerate().for_each(|(plane, yp)| {
         let c = plane % g.cin;
         let (xp, wc) = (&x[plane * hw..(plane + 1) * hw], &w[c * kk..(c + 1) * kk]);
@@ -84,7 +85,7 @@ fn for_rows(g: &ConvGeom, mut f: impl FnMut(usize, usize, std::ops::Range<usize>
 
 fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
-    let mut dx = vec![T::from_f64(0.0); g.n * g.cin * hw];
+    let mut dx = zeros(g.n * g.cin * hw);
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
         let c = plane % g.cin;
         let (dyp, wc) = (&dy[plane * p..(plane + 1) * p], &w[c * kk..(c + 1) * kk]);

@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::storage::{dispatch_float, gradient_op2, slice};
 use super::use_custom;
 use crate::{Error, Result};
@@ -90,7 +91,7 @@ impl CustomOp1 for MaxPoolForward {
         let (ho, wo) = g.out();
         dispatch_float!(s, self.name(), |T| {
             let x: &[T] = slice(s, l, "max_pool2d input")?;
-            let mut y = vec![T::from_f64(0.0); g.n * g.c * ho * wo];
+            let mut y = zeros(g.n * g.c * ho * wo);
             y.par_chunks_mut(ho * wo).enumerate().for_each(|(p, yp)| {
                 let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
                 if g.k == 2 {
@@ -122,7 +123,7 @@ impl CustomOp1 for MaxPoolForward {
 fn pool_grad<T: WithDType>(g: &PoolGeom, x: &[T], dy: &[T]) -> Vec<T> {
     let (ho, wo) = g.out();
     let hw = g.h * g.w;
-    let mut dx = vec![T::from_f64(0.0); g.n * g.c * hw];
+    let mut dx = zeros(g.n * g.c * hw);
     dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
         let plane = &x[p * hw..(p + 1) * hw];
         if g.k == 2 {

@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::alloc::zeros;
 use super::storage::{dispatch_float, slice};
 use crate::activation::fast::FastFloat;
 use crate::activation::pointwise::{slope, value, with_const_op, Real};
@@ -79,7 +80,7 @@ impl CustomOp2 for Forward {
         dispatch_float!(s1, self.name(), |T| {
             let x: &[T] = slice(s1, l1, "activation input")?;
             let p = scalars(slice::<T>(s2, l2, "activation scalars")?, self.op)?;
-            let mut y = vec![T::from_f64(0.0); x.len()];
+            let mut y = zeros(x.len());
             let (alpha, beta, theta) = p.lanes::<<T as FastFloat>::R>();
             with_const_op!(self.op, |OP| {
                 y.par_chunks_mut(CHUNK)
@@ -140,7 +141,7 @@ impl CustomOp2 for Backward {
             let dy: &[T] = slice(s2, l2, "activation dy")?;
             let n = x.len();
             let extra = if self.param_grads { k } else { 0 };
-            let mut out = vec![T::from_f64(0.0); n + extra];
+            let mut out = zeros(n + extra);
             let (dx, dp) = out.split_at_mut(n);
             let (alpha, beta, theta) = p.lanes::<<T as FastFloat>::R>();
             let sums: Vec<[f64; 5]> = with_const_op!(self.op, |OP| {
