@@ -14,14 +14,24 @@ use super::use_custom;
 use crate::model::expand_channels;
 use crate::{Error, Result};
 
+/// The output columns each kernel column reads inside the image ([`ConvGeom::valid_cols`]),
+/// computed once per call: they cost two divisions each, and small maps have more taps
+/// than outputs.
+fn col_spans(g: &ConvGeom) -> Vec<(usize, usize)> {
+    (0..g.kw).map(|j| g.valid_cols(j)).collect()
+}
+
 /// Calls `f(oy, ox, iy, ix, tap)` for every output position and kernel tap inside the image.
 #[inline]
-fn for_taps(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+fn for_taps(
+    g: &ConvGeom,
+    spans: &[(usize, usize)],
+    mut f: impl FnMut(usize, usize, usize, usize, usize),
+) {
     for oy in 0..g.ho {
         for i in 0..g.kh {
             let Some(iy) = g.in_row(oy, i) else { continue };
-            for j in 0..g.kw {
-                let (lo, hi) = g.valid_cols(j);
+            for (j, &(lo, hi)) in spans.iter().enumerate() {
                 for ox in lo..hi {
                     f(oy, ox, iy, ox * g.stride + j - g.padding, i * g.kw + j);
                 }
@@ -30,51 +40,20 @@ fn for_taps(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize, usize)) 
     }
 }
 
-fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
-    let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
-    let mut y = zeros(g.n * g.cin * p);
-    y.par_chunks_mut(p).enumerate().for_each(|(plane, yp)| {
-        let c = plane % g.cin;
-        let (xp, wc) = (&x[plane * hw..(plane + 1) * hw], &w[c * kk..(c + 1) * kk]);
-        if g.stride == 1 {
-            // Row-wise form of the loop below, so the inner loop is a contiguous axpy.
-            for oy in 0..g.ho {
-                for i in 0..g.kh {
-                    let Some(iy) = g.in_row(oy, i) else { continue };
-                    for j in 0..g.kw {
-                        let (lo, hi) = g.valid_cols(j);
-                        if lo >= hi {
-                            continue;
-                        }
-                        let tap = wc[i * g.kw + j];
-                        let a = lo + j - g.padding;
-                        let src = &xp[iy * g.w + a..iy * g.w + a + hi - lo];
-                        for (d, &s) in yp[oy * g.wo + lo..oy * g.wo + hi].iter_mut().zip(src) {
-                            *d += tap * s;
-                        }
-                    }
-                }
-            }
-        } else {
-            for_taps(g, |oy, ox, iy, ix, t| {
-                yp[oy * g.wo + ox] += wc[t] * xp[iy * g.w + ix]
-            });
-        }
-    });
-    y
-}
-
 /// Calls `f(oy, iy, lo..hi, a, tap)` for each output row, kernel tap and the run of output
 /// columns `lo..hi` whose inputs `a..a + hi - lo` of row `iy` are inside the image (stride 1
 /// only: then both runs are contiguous, and the loops over them vectorise).
 #[inline]
-fn for_rows(g: &ConvGeom, mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize, usize)) {
+fn for_rows(
+    g: &ConvGeom,
+    spans: &[(usize, usize)],
+    mut f: impl FnMut(usize, usize, std::ops::Range<usize>, usize, usize),
+) {
     debug_assert_eq!(g.stride, 1);
     for oy in 0..g.ho {
         for i in 0..g.kh {
             let Some(iy) = g.in_row(oy, i) else { continue };
-            for j in 0..g.kw {
-                let (lo, hi) = g.valid_cols(j);
+            for (j, &(lo, hi)) in spans.iter().enumerate() {
                 if lo < hi {
                     f(oy, iy, lo..hi, lo + j - g.padding, i * g.kw + j);
                 }
@@ -83,14 +62,39 @@ fn for_rows(g: &ConvGeom, mut f: impl FnMut(usize, usize, std::ops::Range<usize>
     }
 }
 
+fn forward<T: WithDType>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
+    let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
+    let spans = col_spans(g);
+    let mut y = zeros(g.n * g.cin * p);
+    y.par_chunks_mut(p).enumerate().for_each(|(plane, yp)| {
+        let c = plane % g.cin;
+        let (xp, wc) = (&x[plane * hw..(plane + 1) * hw], &w[c * kk..(c + 1) * kk]);
+        if g.stride == 1 {
+            for_rows(g, &spans, |oy, iy, cols, a, t| {
+                let src = &xp[iy * g.w + a..iy * g.w + a + cols.len()];
+                let dst = &mut yp[oy * g.wo + cols.start..oy * g.wo + cols.end];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d += wc[t] * s;
+                }
+            });
+        } else {
+            for_taps(g, &spans, |oy, ox, iy, ix, t| {
+                yp[oy * g.wo + ox] += wc[t] * xp[iy * g.w + ix]
+            });
+        }
+    });
+    y
+}
+
 fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
+    let spans = col_spans(g);
     let mut dx = zeros(g.n * g.cin * hw);
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
         let c = plane % g.cin;
         let (dyp, wc) = (&dy[plane * p..(plane + 1) * p], &w[c * kk..(c + 1) * kk]);
         if g.stride == 1 {
-            for_rows(g, |oy, iy, cols, a, t| {
+            for_rows(g, &spans, |oy, iy, cols, a, t| {
                 let src = &dyp[oy * g.wo + cols.start..oy * g.wo + cols.end];
                 let dst = &mut dxp[iy * g.w + a..iy * g.w + a + cols.len()];
                 for (d, &s) in dst.iter_mut().zip(src) {
@@ -98,7 +102,7 @@ fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
                 }
             });
         } else {
-            for_taps(g, |oy, ox, iy, ix, t| {
+            for_taps(g, &spans, |oy, ox, iy, ix, t| {
                 dxp[iy * g.w + ix] += wc[t] * dyp[oy * g.wo + ox]
             });
         }
@@ -108,6 +112,7 @@ fn input_grad<T: WithDType>(g: &ConvGeom, dy: &[T], w: &[T]) -> Vec<T> {
 
 fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
+    let spans = col_spans(g);
     let mut dw = vec![T::from_f64(0.0); g.cin * kk];
     dw.par_chunks_mut(kk).enumerate().for_each(|(c, dwc)| {
         // Stride 1: per tap, one partial sum per output column, summed at the end, so the
@@ -120,7 +125,7 @@ fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
                 &dy[plane * p..(plane + 1) * p],
             );
             if g.stride == 1 {
-                for_rows(g, |oy, iy, cols, a, t| {
+                for_rows(g, &spans, |oy, iy, cols, a, t| {
                     let d = &dyp[oy * g.wo + cols.start..oy * g.wo + cols.end];
                     let xs = &xp[iy * g.w + a..iy * g.w + a + cols.len()];
                     let at = &mut acc[t * g.wo + cols.start..t * g.wo + cols.end];
@@ -129,7 +134,7 @@ fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
                     }
                 });
             } else {
-                for_taps(g, |oy, ox, iy, ix, t| {
+                for_taps(g, &spans, |oy, ox, iy, ix, t| {
                     dwc[t] += dyp[oy * g.wo + ox] * xp[iy * g.w + ix]
                 });
             }
