@@ -456,7 +456,7 @@ pub fn batch_norm_act_train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{check_grad, max_diff, random};
+    use crate::kernels::testutil::{check_grad, diff_and_scale, random};
     use candle_core::{DType, Var};
 
     /// The fused op against BatchNorm, the residual add and the activation as separate
@@ -521,14 +521,7 @@ mod tests {
         let (want, got) = (run(false)?, run(true)?);
         assert_eq!(want.len(), got.len());
         for (k, (a, b)) in want.iter().zip(&got).enumerate() {
-            let scale = a
-                .to_dtype(DType::F64)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f64>()?
-                .max(1.0);
-            let diff = max_diff(a, b)?;
+            let (diff, scale) = diff_and_scale(a, b)?;
             assert!(
                 diff <= tol * scale,
                 "{op} {dtype:?} residual {with_residual}: output {k} differs by {diff} (scale {scale})"

@@ -151,29 +151,15 @@ impl CustomOp2 for Backward {
                 if self.param_grads {
                     chunks
                         .map(|(o, (xs, gs))| {
-                            grad_chunk::<_, true>(
-                                OP,
-                                T::fast_mut(o),
-                                T::fast(xs),
-                                T::fast(gs),
-                                alpha,
-                                beta,
-                                &theta,
-                            )
+                            let (o, xs, gs) = (T::fast_mut(o), T::fast(xs), T::fast(gs));
+                            grad_chunk::<_, true>(OP, o, xs, gs, alpha, beta, &theta)
                         })
                         .collect()
                 } else {
                     chunks
                         .map(|(o, (xs, gs))| {
-                            grad_chunk::<_, false>(
-                                OP,
-                                T::fast_mut(o),
-                                T::fast(xs),
-                                T::fast(gs),
-                                alpha,
-                                beta,
-                                &theta,
-                            )
+                            let (o, xs, gs) = (T::fast_mut(o), T::fast(xs), T::fast(gs));
+                            grad_chunk::<_, false>(OP, o, xs, gs, alpha, beta, &theta)
                         })
                         .collect()
                 }
@@ -239,7 +225,7 @@ pub fn scaled_activation(x: &Tensor, op: Op, p: &Tensor, param_grads: bool) -> R
 mod tests {
     use super::*;
     use crate::activation::{Activation, OpParams};
-    use crate::kernels::testutil::{max_diff, random};
+    use crate::kernels::testutil::{diff_and_scale, random};
     use candle_core::{DType, Device, Var};
     use candle_nn::Module;
 
@@ -284,14 +270,7 @@ mod tests {
             let (stock, fused) = (run(false)?, run(true)?);
             assert_eq!(stock.len(), fused.len(), "{op}");
             for (k, (a, b)) in stock.iter().zip(&fused).enumerate() {
-                let a64 = a.to_dtype(DType::F64)?;
-                let scale = a64
-                    .abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_scalar::<f64>()?
-                    .max(1.0);
-                let d = max_diff(a, b)?;
+                let (d, scale) = diff_and_scale(a, b)?;
                 assert!(
                     d <= tol * scale,
                     "{op} {dtype:?}: output {k} differs by {d} (scale {scale})"

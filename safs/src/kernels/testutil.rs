@@ -15,3 +15,15 @@ pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
         .max(0)?
         .to_scalar()?)
 }
+
+/// `max |a - b|` and the scale to judge it by: `max |a|`, at least 1.
+pub(crate) fn diff_and_scale(a: &Tensor, b: &Tensor) -> Result<(f64, f64)> {
+    let scale = a
+        .to_dtype(DType::F64)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f64>()?
+        .max(1.0);
+    Ok((max_diff(a, b)?, scale))
+}
