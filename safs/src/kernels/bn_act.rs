@@ -1,5 +1,6 @@
 //! Training-mode BatchNorm followed by an activation slot, as one op:
-//! `z = beta_a * op(alpha * y; theta)` with `y = x * gamma / sqrt(var + eps) + shift`.
+//! `z = beta_a * op(alpha * y; theta)` with `y = x * gamma / sqrt(var + eps) + shift`, or
+//! with `y + r` for a residual `r` (a ResNet block's end; `r` gets `y`'s gradient).
 //!
 //! Composed, the two ops write `y`, read it back, and Candle's backward gives `y` a gradient
 //! tensor of its own (a zeroed buffer plus an add). Fused, `y` is recomputed from `x` in the

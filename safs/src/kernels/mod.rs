@@ -6,13 +6,16 @@
 //! parallel over the batch on rayon's global pool (one sample range per thread):
 //!
 //! - [`conv2d`], [`conv2d_bias`]: im2col + gemm forward, input gradient (skipped when the
-//!   input needs none, e.g. the first layer's images) and weight gradient; small feature maps
-//!   put several samples into one product; few-channel f32 layers (LeNet-5's) run a direct
+//!   input needs none, e.g. the first layer's images; for "same" convolutions the forward
+//!   convolution of dy with the flipped kernel) and weight gradient (from position-major
+//!   columns); small feature maps put several samples into one product; few-channel f32
+//!   layers (LeNet-5's) run a direct
 //!   convolution in AVX2 registers for the forward pass and the weight gradient
 //!   (`SAFS_CONV_DIRECT=off` keeps them on im2col, for A/B runs);
 //! - [`depthwise_conv2d`]: direct loops, one filter per channel;
 //! - [`batch_norm_train`]: fused training-mode BatchNorm forward and backward;
-//! - [`batch_norm_act_train`]: the same followed by an activation slot, in one op;
+//! - [`batch_norm_act_train`]: the same followed by an activation slot (after a residual
+//!   add, for ResNet's blocks), in one op;
 //! - [`max_pool2d`]: non-overlapping max pooling whose gradient goes to the window's argmax;
 //! - [`relu`], [`silu`]: one-pass gradients;
 //! - [`channel_affine`]: BatchNorm in eval mode in one pass;
