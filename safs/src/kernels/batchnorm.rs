@@ -89,6 +89,21 @@ pub(super) fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Ve
     (mean, var, inv_std)
 }
 
+/// Per-channel `(scale, shift)` with `y = x * scale + shift`: `scale = gamma / sqrt(var +
+/// eps)`, `shift = beta - mean * scale`.
+pub(super) fn scale_shift(
+    gamma: &[f64],
+    beta: &[f64],
+    mean: &[f64],
+    inv_std: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let scale: Vec<f64> = gamma.iter().zip(inv_std).map(|(g, is)| g * is).collect();
+    let shift = (0..scale.len())
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
+    (scale, shift)
+}
+
 /// Planes smaller than this are summed sample by sample ([`small_map_sums`]).
 const SMALL_MAP: usize = 64;
 
@@ -179,10 +194,8 @@ impl CustomOp3 for BnForward {
             let gamma: &[T] = slice(s2, l2, "batch norm weight")?;
             let beta: &[T] = slice(s3, l3, "batch norm bias")?;
             let (mean, var, inv_std) = moments(x, d, self.eps);
-            let scale: Vec<f64> = (0..d.c).map(|c| gamma[c].to_f64() * inv_std[c]).collect();
-            let shift: Vec<f64> = (0..d.c)
-                .map(|c| beta[c].to_f64() - mean[c] * scale[c])
-                .collect();
+            let f64s = |v: &[T]| v.iter().map(|v| v.to_f64()).collect::<Vec<f64>>();
+            let (scale, shift) = scale_shift(&f64s(gamma), &f64s(beta), &mean, &inv_std);
             let mut y = zeros(x.len());
             y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {
                 let c = p % d.c;

@@ -15,8 +15,10 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithD
 use rayon::prelude::*;
 
 use super::alloc::zeros;
-use super::batchnorm::{batch_stats, check, lane_sums, moments, BatchStats, Dims, Moments};
-use super::scaled_activation::{grad_chunk, scalars, scaled_activation, Scalars};
+use super::batchnorm::{
+    batch_stats, check, lane_sums, moments, scale_shift, BatchStats, Dims, Moments,
+};
+use super::scaled_activation::{grad_chunk, scalars, Scalars};
 use super::storage::{dispatch_float, slice};
 use super::{planes_per_task, use_custom};
 use crate::activation::fast::FastFloat;
@@ -25,7 +27,7 @@ use crate::activation::Op;
 use crate::Result;
 
 /// The activation slot that follows the BatchNorm: its operator, `p = [alpha, beta,
-/// theta...]` and whether `p` needs a gradient (as [`scaled_activation`] takes them).
+/// theta...]` and whether `p` needs a gradient (as [`super::scaled_activation`] takes them).
 #[derive(Clone, Debug)]
 pub struct SlotArgs {
     /// The unary operator.
@@ -73,14 +75,6 @@ fn unpack<T: WithDType>(
     Ok((gb, scalars(&params[2 * c..], op)?))
 }
 
-/// Per-channel `y = x * scale + shift` of the BatchNorm, as f64.
-fn affine(gb: &[f64], mean: &[f64], inv_std: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let c = mean.len();
-    let scale: Vec<f64> = (0..c).map(|i| gb[i] * inv_std[i]).collect();
-    let shift = (0..c).map(|i| gb[c + i] - mean[i] * scale[i]).collect();
-    (scale, shift)
-}
-
 /// `f(i, plane i)` over the (sample, channel) planes of `buf`, several to a task.
 fn per_plane<T: Send>(buf: &mut [T], hw: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let per = planes_per_task(hw);
@@ -113,7 +107,7 @@ impl Forward {
                 self.op,
             )?;
             let (mean, var, inv_std) = moments(x, d, self.eps);
-            let (scale, shift) = affine(&gb, &mean, &inv_std);
+            let (scale, shift) = scale_shift(&gb[..d.c], &gb[d.c..], &mean, &inv_std);
             type R = <T as FastFloat>::R;
             let (alpha, beta, theta) = p.lanes::<R>();
             let mut z = zeros(x.len());
@@ -259,7 +253,7 @@ impl Backward {
                 None => None,
             };
             let dz: &[T] = slice(sz, lz, "batch norm dz")?;
-            let (scale, shift) = affine(gb, &self.mean, &self.inv_std);
+            let (scale, shift) = scale_shift(&gb[..d.c], &gb[d.c..], &self.mean, &self.inv_std);
             let len = x.len();
             let dr_len = if r.is_some() { len } else { 0 };
             let mut out = zeros(len + dr_len + 2 * d.c + k);
@@ -398,8 +392,10 @@ impl CustomOp3 for Backward {
 }
 
 /// [`super::batch_norm_train`] followed by the activation slot `act`, with `residual`
-/// added before the activation when given: `act(bn(x) [+ residual])`. One fused op on the
-/// CPU; composed from the separate ops elsewhere, or for other dtypes.
+/// added before the activation when given: `act(bn(x) [+ residual])`, as one op. CPU
+/// kernels only (f32 or f64 on the CPU, kernels on): elsewhere compose the two, as
+/// [`crate::model::BatchNorm2d::forward_act`] does. The parameters and the residual are
+/// taken in `x`'s dtype.
 pub fn batch_norm_act_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -418,18 +414,12 @@ pub fn batch_norm_act_train(
             )));
         }
     }
-    let same = |t: &Tensor| t.dtype() == x.dtype();
-    let fused = use_custom(x) && same(gamma) && same(beta) && same(&act.p);
-    if !fused || residual.is_some_and(|r| !same(r)) {
-        let (y, stats) = super::batch_norm_train(x, gamma, beta, eps)?;
-        let y = match residual {
-            Some(r) => y.add(r)?,
-            None => y,
-        };
-        return Ok((
-            scaled_activation(&y, act.op, &act.p, act.param_grads)?,
-            stats,
-        ));
+    if !use_custom(x) {
+        return Err(crate::Error::Config(format!(
+            "batch_norm_act_train: needs the CPU kernels (f32 or f64 on the CPU), got {:?} on {:?}",
+            x.dtype(),
+            x.device().location()
+        )));
     }
     let moments: Moments = Arc::default();
     let op = Forward {
@@ -445,11 +435,12 @@ pub fn batch_norm_act_train(
     } else {
         act.p.detach()
     };
-    let params = Tensor::cat(&[gamma, beta, &p], 0)?;
-    let x3 = x.contiguous()?.reshape((d.n, d.c, d.hw))?;
+    let like_x = |t: &Tensor| t.to_dtype(x.dtype());
+    let params = Tensor::cat(&[like_x(gamma)?, like_x(beta)?, like_x(&p)?], 0)?;
+    let planes = |t: &Tensor| like_x(&t.contiguous()?)?.reshape((d.n, d.c, d.hw));
     let z = match residual {
-        Some(r) => x3.apply_op3(&r.contiguous()?.reshape((d.n, d.c, d.hw))?, &params, op)?,
-        None => x3.apply_op2(&params, op)?,
+        Some(r) => planes(x)?.apply_op3(&planes(r)?, &params, op)?,
+        None => planes(x)?.apply_op2(&params, op)?,
     };
     Ok((z.reshape(x.shape())?, batch_stats(&moments, d, x)?))
 }
@@ -457,6 +448,7 @@ pub fn batch_norm_act_train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::scaled_activation;
     use crate::kernels::testutil::{check_grad, diff_and_scale, random};
     use candle_core::{DType, Var};
 

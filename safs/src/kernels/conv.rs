@@ -281,7 +281,7 @@ fn col2im<T: WithDType>(g: &ConvGeom, cols: &[T], ld: usize, off: usize, dx: &mu
 }
 
 /// Per-thread work split: contiguous sample ranges, and the gemm threads inside each.
-fn plan(n: usize) -> (Vec<std::ops::Range<usize>>, usize) {
+pub(crate) fn plan(n: usize) -> (Vec<std::ops::Range<usize>>, usize) {
     let t = threads();
     let ranges = split_ranges(n, t);
     let inner = if ranges.len() == 1 { t } else { 1 };
@@ -501,16 +501,19 @@ fn weight_grad<T: WithDType + DirectConv>(g: &ConvGeom, x: &[T], dy: &[T]) -> Ve
             dw
         })
         .collect();
+    sum_partials(partials, g.weight_len())
+}
+
+/// The per-thread partial weight gradients added in thread order (`len` zeros if none).
+pub(crate) fn sum_partials<T: WithDType>(partials: Vec<Vec<T>>, len: usize) -> Vec<T> {
     let mut parts = partials.into_iter();
-    let mut dw = parts
-        .next()
-        .unwrap_or_else(|| vec![T::from_f64(0.0); g.weight_len()]);
+    let mut sum = parts.next().unwrap_or_else(|| vec![T::from_f64(0.0); len]);
     for part in parts {
-        for (a, b) in dw.iter_mut().zip(part) {
+        for (a, b) in sum.iter_mut().zip(part) {
             *a += b;
         }
     }
-    dw
+    sum
 }
 
 /// Forward convolution of (x, weight).

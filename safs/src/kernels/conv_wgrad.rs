@@ -12,9 +12,8 @@
 use candle_core::WithDType;
 use rayon::prelude::*;
 
-use super::conv::{group_len, grouped_dy, ConvGeom};
+use super::conv::{group_len, grouped_dy, plan, sum_partials, ConvGeom};
 use super::gemm::{matmul, MatRef};
-use super::{split_ranges, threads};
 
 /// Whether this path computes `g`'s weight gradient (ungrouped convolutions).
 pub(crate) fn applies(g: &ConvGeom) -> bool {
@@ -68,8 +67,7 @@ fn gather_cols_t<T: WithDType>(g: &ConvGeom, x_hwc: &[T], cols_t: &mut [T], row0
 pub(crate) fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     assert!(applies(g), "conv weight gradient: grouped convolution");
     let (k, p, hw) = (g.k(), g.p(), g.h * g.w);
-    let ranges = split_ranges(g.n, threads());
-    let inner = if ranges.len() == 1 { threads() } else { 1 };
+    let (ranges, inner) = plan(g.n);
     let zero = T::from_f64(0.0);
     let partials: Vec<Vec<T>> = ranges
         .into_par_iter()
@@ -103,13 +101,7 @@ pub(crate) fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<
             dw_t
         })
         .collect();
-    let mut parts = partials.into_iter();
-    let mut dw_t = parts.next().unwrap_or_else(|| vec![zero; g.cout * k]);
-    for part in parts {
-        for (a, b) in dw_t.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
+    let dw_t = sum_partials(partials, g.cout * k);
     // (C_out, kh*kw, C_in) -> (C_out, C_in, kh*kw).
     let taps = g.kh * g.kw;
     let mut dw = vec![zero; g.cout * k];
