@@ -312,11 +312,18 @@ fn main() -> Result<()> {
     }
     let dev = Device::Cpu;
     let parts: Vec<&str> = row.split('/').collect();
-    let (times, items, params) = match parts.as_slice() {
-        ["train", m] => train_row(m, reps, &dev)?,
-        ["infer", m, imp, rate, b] => infer_row(m, imp, rate, b, reps, &dev)?,
-        ["op", op, mode] => op_row(op, mode, reps, &dev)?,
+    let run = || match parts.as_slice() {
+        ["train", m] => train_row(m, reps, &dev),
+        ["infer", m, imp, rate, b] => infer_row(m, imp, rate, b, reps, &dev),
+        ["op", op, mode] => op_row(op, mode, reps, &dev),
         _ => bail!("unknown row {row:?}; see --list"),
+    };
+    // As the training and evaluation loops run their batches (`SAFS_BENCH_THREAD=caller`
+    // keeps the row on the main thread, for A/B runs).
+    let (times, items, params) = if std::env::var("SAFS_BENCH_THREAD").as_deref() == Ok("caller") {
+        run()?
+    } else {
+        kernels::on_pool(run)?
     };
     let ms = median(times.clone());
     let line = serde_json::json!({

@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::alloc::zeros;
+use super::bn_rows::{self, channel_sums, dx_value, expand, per_rows, SMALL_MAP};
 use super::storage::{dispatch_float, slice};
 use super::use_custom;
 use crate::model::expand_channels;
@@ -57,14 +58,17 @@ struct BnBackward {
 pub(super) fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let m = (d.n * d.hw) as f64;
     if d.hw < SMALL_MAP {
-        let mean: Vec<f64> = small_map_sums(x, d, |_, v| v)
+        let row = d.c * d.hw;
+        let mean: Vec<f64> = channel_sums(x, x, &vec![(); row], d, |v, _, ()| [v.to_f64()])
             .iter()
-            .map(|s| s / m)
+            .map(|s| s[0] / m)
             .collect();
-        let var: Vec<f64> = small_map_sums(x, d, |c, v| (v - mean[c]).powi(2))
-            .iter()
-            .map(|s| s / m)
-            .collect();
+        let var: Vec<f64> = channel_sums(x, x, &expand(&mean, d.hw), d, |v, _, mu| {
+            [(v.to_f64() - mu).powi(2)]
+        })
+        .iter()
+        .map(|s| s[0] / m)
+        .collect();
         let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         return (mean, var, inv_std);
     }
@@ -104,38 +108,108 @@ pub(super) fn scale_shift(
     (scale, shift)
 }
 
-/// Planes smaller than this are summed sample by sample ([`small_map_sums`]).
-const SMALL_MAP: usize = 64;
-
-/// Per channel, `sum f(c, x)` over (N, H, W), reading `x` in order: for small maps a
-/// channel's values are a few scattered ones per sample, and a pass per channel would
-/// touch every cache line of the batch once per channel. Blocks of 8 samples run in
-/// parallel and are added in block order, so the result does not depend on the threads.
-fn small_map_sums<T: WithDType>(
+/// Per channel, `[sum(gy), sum(gy * xhat)]` with `xhat = (x - mean) / std`: the sums
+/// BatchNorm's backward needs.
+pub(super) fn grad_sums<T: WithDType>(
+    gy: &[T],
     x: &[T],
     d: Dims,
-    f: impl Fn(usize, f64) -> f64 + Sync,
-) -> Vec<f64> {
-    let sample = d.c * d.hw;
-    let blocks: Vec<Vec<f64>> = x
-        .par_chunks(8 * sample)
-        .map(|blk| {
-            let mut acc = vec![0.0; d.c];
-            for s in blk.chunks(sample) {
-                for (c, (a, plane)) in acc.iter_mut().zip(s.chunks(d.hw)).enumerate() {
-                    *a += plane.iter().map(|v| f(c, v.to_f64())).sum::<f64>();
+    (mean, inv_std): (&[f64], &[f64]),
+) -> Vec<[f64; 2]> {
+    if d.hw < SMALL_MAP {
+        let coef: Vec<[f64; 2]> = expand(
+            &mean
+                .iter()
+                .zip(inv_std)
+                .map(|(&mu, &is)| [mu, is])
+                .collect::<Vec<_>>(),
+            d.hw,
+        );
+        return channel_sums(gy, x, &coef, d, |g, v, [mu, is]| {
+            let g = g.to_f64();
+            [g, g * (v.to_f64() - mu) * is]
+        });
+    }
+    (0..d.c)
+        .into_par_iter()
+        .map(|c| {
+            let (mu, is) = (mean[c], inv_std[c]);
+            let mut sums = [0.0; 2];
+            for s in 0..d.n {
+                let at = (s * d.c + c) * d.hw;
+                let [a, b] = lane_sums(&gy[at..at + d.hw], &x[at..at + d.hw], |g, v| {
+                    let g = g.to_f64();
+                    [g, g * (v.to_f64() - mu) * is]
+                });
+                sums[0] += a;
+                sums[1] += b;
+            }
+            sums
+        })
+        .collect()
+}
+
+/// BatchNorm's input gradient from `gy` (in `dx` itself when `gy` is `None`), with
+/// `sums` from [`grad_sums`]:
+/// `dx = gamma / sqrt(var + eps) / m * (m * gy - sum(gy) - xhat * sum(gy * xhat))`.
+pub(super) fn input_grad<T: WithDType>(
+    dx: &mut [T],
+    gy: Option<&[T]>,
+    x: &[T],
+    d: Dims,
+    gamma: &[f64],
+    stats: (&[f64], &[f64]),
+    sums: &[[f64; 2]],
+) {
+    if d.hw < SMALL_MAP {
+        return bn_rows::input_grad(dx, gy, x, d, gamma, stats, sums);
+    }
+    let m = (d.n * d.hw) as f64;
+    let (mean, inv_std) = stats;
+    dx.par_chunks_mut(d.hw).enumerate().for_each(|(p, dxp)| {
+        let c = p % d.c;
+        let is = inv_std[c];
+        let k = [mean[c], is, gamma[c] * is / m, sums[c][0], sums[c][1]];
+        let plane = p * d.hw..(p + 1) * d.hw;
+        let xs = &x[plane.clone()];
+        match gy {
+            Some(gy) => {
+                for ((o, &v), &g) in dxp.iter_mut().zip(xs).zip(&gy[plane]) {
+                    *o = T::from_f64(dx_value(g.to_f64(), v.to_f64(), m, &k));
                 }
             }
-            acc
-        })
-        .collect();
-    let mut total = vec![0.0; d.c];
-    for b in &blocks {
-        for (t, v) in total.iter_mut().zip(b) {
-            *t += v;
+            None => {
+                for (o, &v) in dxp.iter_mut().zip(xs) {
+                    *o = T::from_f64(dx_value(o.to_f64(), v.to_f64(), m, &k));
+                }
+            }
         }
+    });
+}
+
+/// `y = x * scale + shift` per channel.
+fn normalise<T: WithDType>(y: &mut [T], x: &[T], d: Dims, scale: &[f64], shift: &[f64]) {
+    if d.hw < SMALL_MAP {
+        let like_x = |v: &[f64]| v.iter().map(|&u| T::from_f64(u)).collect::<Vec<T>>();
+        let (a, b) = (expand(&like_x(scale), d.hw), expand(&like_x(shift), d.hw));
+        let row = d.c * d.hw;
+        per_rows(y, d, |first, rows| {
+            for (r, yr) in rows.chunks_mut(row).enumerate() {
+                let xr = &x[(first + r) * row..][..row];
+                for (((o, &v), &a), &b) in yr.iter_mut().zip(xr).zip(&a).zip(&b) {
+                    *o = v * a + b;
+                }
+            }
+        });
+        return;
     }
-    total
+    y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {
+        let c = p % d.c;
+        let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
+        for (o, &v) in yp.iter_mut().zip(&x[p * d.hw..(p + 1) * d.hw]) {
+            *o = v * a + b;
+        }
+    });
 }
 
 /// `sum_i f(a_i, b_i)` (K sums at once) in f64 over paired slices, in 8 interleaved partial
@@ -197,13 +271,7 @@ impl CustomOp3 for BnForward {
             let f64s = |v: &[T]| v.iter().map(|v| v.to_f64()).collect::<Vec<f64>>();
             let (scale, shift) = scale_shift(&f64s(gamma), &f64s(beta), &mean, &inv_std);
             let mut y = zeros(x.len());
-            y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {
-                let c = p % d.c;
-                let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
-                for (o, &v) in yp.iter_mut().zip(&x[p * d.hw..(p + 1) * d.hw]) {
-                    *o = v * a + b;
-                }
-            });
+            normalise(&mut y, x, d, &scale, &shift);
             *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
             Ok((T::to_cpu_storage_owned(y), Shape::from((d.n, d.c, d.hw))))
         })
@@ -250,49 +318,19 @@ impl CustomOp3 for BnBackward {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = self.d;
-        let m = (d.n * d.hw) as f64;
         dispatch_float!(s1, self.name(), |T| {
             let x: &[T] = slice(s1, l1, "batch norm input")?;
             let gamma: &[T] = slice(s2, l2, "batch norm weight")?;
             let dy: &[T] = slice(s3, l3, "batch norm dy")?;
-            // Per channel: sum(dy) and sum(dy * xhat).
-            let sums: Vec<(f64, f64)> = (0..d.c)
-                .into_par_iter()
-                .map(|c| {
-                    let (mu, is) = (self.mean[c], self.inv_std[c]);
-                    let (mut sd, mut sdx) = (0.0, 0.0);
-                    for s in 0..d.n {
-                        let at = (s * d.c + c) * d.hw;
-                        let [a, b] = lane_sums(&dy[at..at + d.hw], &x[at..at + d.hw], |g, v| {
-                            let g = g.to_f64();
-                            [g, g * (v.to_f64() - mu) * is]
-                        });
-                        sd += a;
-                        sdx += b;
-                    }
-                    (sd, sdx)
-                })
-                .collect();
+            let stats = (&self.mean[..], &self.inv_std[..]);
+            let sums = grad_sums(dy, x, d, stats);
+            let gamma: Vec<f64> = gamma.iter().map(|g| g.to_f64()).collect();
             let mut out = zeros(x.len() + 2 * d.c);
             let (dx, tail) = out.split_at_mut(x.len());
-            dx.par_chunks_mut(d.hw).enumerate().for_each(|(p, dxp)| {
-                let c = p % d.c;
-                let (mu, is) = (self.mean[c], self.inv_std[c]);
-                let k = gamma[c].to_f64() * is / m;
-                let (sd, sdx) = sums[c];
-                let at = p * d.hw;
-                for ((o, &g), &v) in dxp
-                    .iter_mut()
-                    .zip(&dy[at..at + d.hw])
-                    .zip(&x[at..at + d.hw])
-                {
-                    let xhat = (v.to_f64() - mu) * is;
-                    *o = T::from_f64(k * (m * g.to_f64() - sd - xhat * sdx));
-                }
-            });
+            input_grad(dx, Some(dy), x, d, &gamma, stats, &sums);
             for c in 0..d.c {
-                tail[c] = T::from_f64(sums[c].1);
-                tail[d.c + c] = T::from_f64(sums[c].0);
+                tail[c] = T::from_f64(sums[c][1]);
+                tail[d.c + c] = T::from_f64(sums[c][0]);
             }
             Ok((T::to_cpu_storage_owned(out), Shape::from(x.len() + 2 * d.c)))
         })
@@ -397,6 +435,7 @@ mod tests {
             (4, 5, 1, 1),
             (3, 1, 2, 2),
             (2, 3, 8, 9),
+            (17, 130, 2, 2),
         ]
         .iter()
         .enumerate()

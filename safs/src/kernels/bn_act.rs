@@ -9,6 +9,7 @@
 //! BatchNorm's backward on it:
 //! `dx = gamma / sqrt(var + eps) / m * (m * gy - sum(gy) - xhat * sum(gy * xhat))`.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -16,9 +17,12 @@ use rayon::prelude::*;
 
 use super::alloc::zeros;
 use super::batchnorm::{
-    batch_stats, check, lane_sums, moments, scale_shift, BatchStats, Dims, Moments,
+    batch_stats, check, grad_sums, input_grad, lane_sums, moments, scale_shift, BatchStats, Dims,
+    Moments,
 };
+use super::bn_rows::{expand, per_rows, SMALL_MAP};
 use super::scaled_activation::{grad_chunk, scalars, Scalars};
+use super::simd::vectorised;
 use super::storage::{dispatch_float, slice};
 use super::{planes_per_task, use_custom};
 use crate::activation::fast::FastFloat;
@@ -81,10 +85,40 @@ fn per_plane<T: Send>(buf: &mut [T], hw: usize, f: impl Fn(usize, &mut [T]) + Sy
     buf.par_chunks_mut(per * hw)
         .enumerate()
         .for_each(|(t, planes)| {
-            for (j, plane) in planes.chunks_mut(hw).enumerate() {
-                f(t * per + j, plane);
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (j, plane) in planes.chunks_mut(hw).enumerate() {
+                        f(t * per + j, plane);
+                    }
+                },
+            )
         });
+}
+
+/// `z = beta * op(alpha * (x * a + b [+ r]))` along a run, `(a, b)` per element from
+/// `coef`; `slot = (alpha, beta, theta)`.
+#[inline(always)]
+fn activate<R: Real>(
+    op: Op,
+    z: &mut [R],
+    x: &[R],
+    r: Option<&[R]>,
+    coef: impl Iterator<Item = (R, R)>,
+    (alpha, beta, theta): (R, R, &[R; 3]),
+) {
+    match r {
+        None => {
+            for ((o, &v), (a, b)) in z.iter_mut().zip(x).zip(coef) {
+                *o = beta * value(op, alpha * (v * a + b), theta);
+            }
+        }
+        Some(r) => {
+            for (((o, &v), &rv), (a, b)) in z.iter_mut().zip(x).zip(r).zip(coef) {
+                *o = beta * value(op, alpha * (v * a + b + rv), theta);
+            }
+        }
+    }
 }
 
 impl Forward {
@@ -110,27 +144,31 @@ impl Forward {
             let (scale, shift) = scale_shift(&gb[..d.c], &gb[d.c..], &mean, &inv_std);
             type R = <T as FastFloat>::R;
             let (alpha, beta, theta) = p.lanes::<R>();
+            let slot = (alpha, beta, &theta);
             let mut z = zeros(x.len());
+            let row = d.c * d.hw;
+            let fast_r = |seg: Range<usize>| r.map(|r| T::fast(&r[seg]));
             with_const_op!(self.op, |OP| {
-                per_plane(&mut z, d.hw, |i, zp| {
-                    let c = i % d.c;
-                    let (a, b) = (R::c(scale[c]), R::c(shift[c]));
-                    let plane = i * d.hw..(i + 1) * d.hw;
-                    let xs = T::fast(&x[plane.clone()]);
-                    let zp = T::fast_mut(zp);
-                    match r {
-                        None => {
-                            for (o, &v) in zp.iter_mut().zip(xs) {
-                                *o = beta * value(OP, alpha * (v * a + b), &theta);
-                            }
+                if d.hw < SMALL_MAP {
+                    let like = |v: &[f64]| v.iter().map(|&u| R::c(u)).collect::<Vec<R>>();
+                    let (ae, be) = (expand(&like(&scale), d.hw), expand(&like(&shift), d.hw));
+                    per_rows(&mut z, d, |first, rows| {
+                        for (k, zr) in rows.chunks_mut(row).enumerate() {
+                            let seg = (first + k) * row..(first + k + 1) * row;
+                            let coef = ae.iter().copied().zip(be.iter().copied());
+                            let (xs, rs) = (T::fast(&x[seg.clone()]), fast_r(seg));
+                            activate(OP, T::fast_mut(zr), xs, rs, coef, slot);
                         }
-                        Some(r) => {
-                            for ((o, &v), &rv) in zp.iter_mut().zip(xs).zip(T::fast(&r[plane])) {
-                                *o = beta * value(OP, alpha * (v * a + b + rv), &theta);
-                            }
-                        }
-                    }
-                })
+                    });
+                } else {
+                    per_plane(&mut z, d.hw, |i, zp| {
+                        let c = i % d.c;
+                        let coef = std::iter::repeat((R::c(scale[c]), R::c(shift[c])));
+                        let seg = i * d.hw..(i + 1) * d.hw;
+                        let (xs, rs) = (T::fast(&x[seg.clone()]), fast_r(seg));
+                        activate(OP, T::fast_mut(zp), xs, rs, coef, slot);
+                    });
+                }
             });
             *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
             Ok((T::to_cpu_storage_owned(z), l1.shape().clone()))
@@ -244,7 +282,6 @@ impl Backward {
         (sz, lz): (&CpuStorage, &Layout),
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (d, act, gb) = (self.d, self.act, &self.gb);
-        let m = (d.n * d.hw) as f64;
         let k = 2 + self.op.num_params();
         dispatch_float!(s1, "safs-batch-norm-act-backward", |T| {
             let x: &[T] = slice(s1, l1, "batch norm input")?;
@@ -263,80 +300,105 @@ impl Backward {
             // without a residual, to dx, which pass 2 then turns into BatchNorm's dx in place.
             let gy_buf: &mut [T] = if r.is_some() { dr } else { &mut *dx };
             let (alpha, beta, theta) = act.lanes::<<T as FastFloat>::R>();
-            // Pass 1, a run of whole planes per task: y, gy, the activation's parameter sums
-            // per task and BatchNorm's per plane.
-            let per = planes_per_task(d.hw);
-            let mut plane_sums = vec![[0.0f64; 2]; d.n * d.c];
-            let task_sums: Vec<[f64; 5]> = with_const_op!(self.op, |OP| {
+            // Pass 1, runs of whole planes (rows of whole samples for small maps) per task:
+            // y, gy, the activation's parameter sums per task and BatchNorm's per plane.
+            let (small, row) = (d.hw < SMALL_MAP, d.c * d.hw);
+            let chunk = if small {
+                planes_per_task(row) * row
+            } else {
+                planes_per_task(d.hw) * d.hw
+            };
+            let like = |v: &[f64]| v.iter().map(|&u| T::from_f64(u)).collect::<Vec<T>>();
+            let expanded =
+                small.then(|| (expand(&like(&scale), d.hw), expand(&like(&shift), d.hw)));
+            let stats = (&self.mean[..], &self.inv_std[..]);
+            let per_task: Vec<([f64; 5], Vec<[f64; 2]>)> = with_const_op!(self.op, |OP| {
                 gy_buf
-                    .par_chunks_mut(per * d.hw)
-                    .zip(plane_sums.par_chunks_mut(per))
+                    .par_chunks_mut(chunk)
                     .enumerate()
-                    .map(|(t, (gy, sums))| {
-                        let at = t * per * d.hw;
-                        let xs = &x[at..at + gy.len()];
-                        let mut y = vec![T::from_f64(0.0); gy.len()];
-                        for (j, yp) in y.chunks_mut(d.hw).enumerate() {
-                            let c = (t * per + j) % d.c;
-                            let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
-                            for (o, &v) in yp.iter_mut().zip(&xs[j * d.hw..(j + 1) * d.hw]) {
-                                *o = v * a + b;
-                            }
-                        }
-                        if let Some(r) = r {
-                            for (o, &rv) in y.iter_mut().zip(&r[at..at + gy.len()]) {
-                                *o += rv;
-                            }
-                        }
-                        let gs = T::fast(&dz[at..at + gy.len()]);
-                        let (gy_r, y_r) = (T::fast_mut(gy), T::fast(&y));
-                        let act_sums = if self.param_grads {
-                            grad_chunk::<_, true>(OP, gy_r, y_r, gs, alpha, beta, &theta)
-                        } else {
-                            grad_chunk::<_, false>(OP, gy_r, y_r, gs, alpha, beta, &theta)
-                        };
-                        for (j, s) in sums.iter_mut().enumerate() {
-                            let c = (t * per + j) % d.c;
-                            let (mu, is) = (self.mean[c], self.inv_std[c]);
-                            let plane = j * d.hw..(j + 1) * d.hw;
-                            *s = lane_sums(&gy[plane.clone()], &xs[plane], |g, v| {
-                                let g = g.to_f64();
-                                [g, g * (v.to_f64() - mu) * is]
-                            });
-                        }
-                        act_sums
+                    .map(|(t, gy)| {
+                        vectorised(
+                            #[inline(always)]
+                            || {
+                                let at = t * chunk;
+                                let xs = &x[at..at + gy.len()];
+                                let mut y = vec![T::from_f64(0.0); gy.len()];
+                                match &expanded {
+                                    Some((ae, be)) => {
+                                        for (yr, xr) in y.chunks_mut(row).zip(xs.chunks(row)) {
+                                            for (((o, &v), &a), &b) in
+                                                yr.iter_mut().zip(xr).zip(ae).zip(be)
+                                            {
+                                                *o = v * a + b;
+                                            }
+                                        }
+                                    }
+                                    None => {
+                                        for (j, yp) in y.chunks_mut(d.hw).enumerate() {
+                                            let c = (at / d.hw + j) % d.c;
+                                            let (a, b) =
+                                                (T::from_f64(scale[c]), T::from_f64(shift[c]));
+                                            for (o, &v) in
+                                                yp.iter_mut().zip(&xs[j * d.hw..(j + 1) * d.hw])
+                                            {
+                                                *o = v * a + b;
+                                            }
+                                        }
+                                    }
+                                }
+                                if let Some(r) = r {
+                                    for (o, &rv) in y.iter_mut().zip(&r[at..at + gy.len()]) {
+                                        *o += rv;
+                                    }
+                                }
+                                let gs = T::fast(&dz[at..at + gy.len()]);
+                                let (gy_r, y_r) = (T::fast_mut(gy), T::fast(&y));
+                                let act_sums = if self.param_grads {
+                                    grad_chunk::<_, true>(OP, gy_r, y_r, gs, alpha, beta, &theta)
+                                } else {
+                                    grad_chunk::<_, false>(OP, gy_r, y_r, gs, alpha, beta, &theta)
+                                };
+                                if small {
+                                    return (act_sums, Vec::new());
+                                }
+                                let plane_sums = (0..gy.len() / d.hw)
+                                    .map(|j| {
+                                        let c = (at / d.hw + j) % d.c;
+                                        let (mu, is) = (self.mean[c], self.inv_std[c]);
+                                        let plane = j * d.hw..(j + 1) * d.hw;
+                                        lane_sums(&gy[plane.clone()], &xs[plane], |g, v| {
+                                            let g = g.to_f64();
+                                            [g, g * (v.to_f64() - mu) * is]
+                                        })
+                                    })
+                                    .collect();
+                                (act_sums, plane_sums)
+                            },
+                        )
                     })
                     .collect()
             });
-            // Per channel in sample order, per task in order: the same for any thread count.
-            let mut sums = vec![[0.0f64; 2]; d.c];
-            for (i, s) in plane_sums.iter().enumerate() {
-                sums[i % d.c][0] += s[0];
-                sums[i % d.c][1] += s[1];
-            }
             let mut act_total = [0.0f64; 5];
-            for s in &task_sums {
+            for (s, _) in &per_task {
                 for (t, v) in act_total.iter_mut().zip(s) {
                     *t += v;
                 }
             }
+            // Per channel in sample order, per task in order: the same for any thread count.
+            let sums = if small {
+                let gy: &[T] = if r.is_some() { &*dr } else { &*dx };
+                grad_sums(gy, x, d, stats)
+            } else {
+                let mut sums = vec![[0.0f64; 2]; d.c];
+                for (i, s) in per_task.iter().flat_map(|(_, p)| p).enumerate() {
+                    sums[i % d.c][0] += s[0];
+                    sums[i % d.c][1] += s[1];
+                }
+                sums
+            };
             // Pass 2: BatchNorm's input gradient from gy.
             let gy_all: Option<&[T]> = if r.is_some() { Some(&*dr) } else { None };
-            per_plane(dx, d.hw, |i, dxp| {
-                let c = i % d.c;
-                let (mu, is) = (self.mean[c], self.inv_std[c]);
-                let kc = gb[c] * is / m;
-                let [sd, sdx] = sums[c];
-                let plane = i * d.hw..(i + 1) * d.hw;
-                for (j, (o, &v)) in dxp.iter_mut().zip(&x[plane.clone()]).enumerate() {
-                    let g = match gy_all {
-                        Some(gy) => gy[plane.start + j],
-                        None => *o,
-                    };
-                    let xhat = (v.to_f64() - mu) * is;
-                    *o = T::from_f64(kc * (m * g.to_f64() - sd - xhat * sdx));
-                }
-            });
+            input_grad(dx, gy_all, x, d, &gb[..d.c], stats, &sums);
             for c in 0..d.c {
                 tail[c] = T::from_f64(sums[c][1]);
                 tail[d.c + c] = T::from_f64(sums[c][0]);
@@ -460,8 +522,22 @@ mod tests {
         for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-5)] {
             for (idx, &op) in Op::ALL.iter().enumerate() {
                 for with_residual in [false, true] {
-                    compare_with_composed(op, idx, with_residual, dtype, tol)?;
+                    let shape = [(2, 3, 4, 5), (3, 2, 1, 1), (4, 5, 3, 2), (2, 2, 8, 9)][idx % 4];
+                    compare_with_composed(op, idx, shape, with_residual, dtype, tol)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Small maps in batches of several row tasks and sum blocks (rows of 1200 and 1225
+    /// values, 14 rows to a task, 512 values to a block).
+    #[test]
+    fn small_maps_in_many_tasks_equal_the_ops_composed() -> Result<()> {
+        for (idx, op) in [Op::Swish, Op::Relu, Op::Elu].into_iter().enumerate() {
+            for (shape, with_residual) in [((30, 300, 2, 2), false), ((29, 1225, 1, 1), true)] {
+                compare_with_composed(op, 40 + idx, shape, with_residual, DType::F64, 1e-10)?;
+                compare_with_composed(op, 50 + idx, shape, with_residual, DType::F32, 2e-5)?;
             }
         }
         Ok(())
@@ -470,11 +546,11 @@ mod tests {
     fn compare_with_composed(
         op: Op,
         idx: usize,
+        (n, c, h, w): (usize, usize, usize, usize),
         with_residual: bool,
         dtype: DType,
         tol: f64,
     ) -> Result<()> {
-        let (n, c, h, w) = [(2, 3, 4, 5), (3, 2, 1, 1), (4, 5, 3, 2), (2, 2, 8, 9)][idx % 4];
         let seed = 700 + 10 * idx as u64;
         let shape = [n, c, h, w];
         let x0 = random(&shape, seed)?.affine(3.0, 0.5)?.to_dtype(dtype)?;

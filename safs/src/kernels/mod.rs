@@ -21,7 +21,9 @@
 //! - [`channel_affine`]: BatchNorm in eval mode in one pass;
 //! - [`add_channel_bias`]: a per-channel bias added to an (N, C, H, W) batch;
 //! - [`tune_allocator`]: keeps freed memory for the next step (glibc);
-//! - [`tune_candle_threads`]: stops Candle's own thread pool spinning on the kernels' cores.
+//! - [`tune_candle_threads`]: stops Candle's own thread pool spinning on the kernels' cores;
+//! - [`on_pool`]: runs a training step on the kernels' threads, so that their loops start
+//!   without a hand-off.
 //!
 //! On other devices, for other dtypes, or when switched off ([`set_enabled`], or the
 //! environment variable `SAFS_KERNELS=stock`), each function runs the equivalent stock Candle
@@ -33,6 +35,7 @@ mod alloc;
 mod batchnorm;
 mod bias;
 mod bn_act;
+mod bn_rows;
 mod conv;
 mod conv_direct;
 mod conv_wgrad;
@@ -40,6 +43,7 @@ mod depthwise;
 mod gemm;
 mod pool;
 mod scaled_activation;
+mod simd;
 mod storage;
 mod threads;
 
@@ -53,7 +57,7 @@ pub use conv::{conv2d, conv2d_bias};
 pub use depthwise::depthwise_conv2d;
 pub use pool::max_pool2d;
 pub use scaled_activation::scaled_activation;
-pub use threads::{tune_candle_threads, CANDLE_SPIN_LIMIT};
+pub use threads::{on_pool, tune_candle_threads, CANDLE_SPIN_LIMIT};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

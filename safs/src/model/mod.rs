@@ -63,7 +63,7 @@ pub struct Param {
 }
 
 /// A network SAFS can prune and whose activations it can search.
-pub trait Network: Send {
+pub trait Network: Send + Sync {
     /// Short model name, e.g. `lenet5`.
     fn name(&self) -> &str;
 

@@ -67,13 +67,13 @@ fn metrics(
     set: &ImageSet,
     batch_size: usize,
     device: &Device,
-    forward: impl Fn(&Tensor) -> Result<Tensor>,
+    forward: impl Fn(&Tensor) -> Result<Tensor> + Sync,
 ) -> Result<Metrics> {
     let mut loss_sum = 0f64;
     let (mut c1, mut c5, mut n) = (0usize, 0usize, 0usize);
     for batch in set.batches(batch_size, None, device) {
         let (x, y) = batch?;
-        let logits = forward(&x)?;
+        let logits = crate::kernels::on_pool(|| forward(&x))?;
         let b = y.dims1()?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64;
         loss_sum += loss * b as f64;
