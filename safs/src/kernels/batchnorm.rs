@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::alloc::zeros;
 use super::bn_rows::{self, channel_sums, dx_value, expand, per_rows, SMALL_MAP};
+use super::simd::vectorised;
 use super::storage::{dispatch_float, slice};
 use super::use_custom;
 use crate::model::expand_channels;
@@ -75,16 +76,21 @@ pub(super) fn moments<T: WithDType>(x: &[T], d: Dims, eps: f64) -> (Vec<f64>, Ve
     let per: Vec<(f64, f64)> = (0..d.c)
         .into_par_iter()
         .map(|ch| {
-            let planes = || (0..d.n).map(|s| &x[(s * d.c + ch) * d.hw..][..d.hw]);
-            let mean = planes()
-                .map(|p| lane_sums(p, p, |v, _| [v.to_f64()])[0])
-                .sum::<f64>()
-                / m;
-            let var = planes()
-                .map(|p| lane_sums(p, p, |v, _| [(v.to_f64() - mean).powi(2)])[0])
-                .sum::<f64>()
-                / m;
-            (mean, var)
+            vectorised(
+                #[inline(always)]
+                || {
+                    let planes = || (0..d.n).map(|s| &x[(s * d.c + ch) * d.hw..][..d.hw]);
+                    let mean = planes()
+                        .map(|p| lane_sums(p, p, |v, _| [v.to_f64()])[0])
+                        .sum::<f64>()
+                        / m;
+                    let var = planes()
+                        .map(|p| lane_sums(p, p, |v, _| [(v.to_f64() - mean).powi(2)])[0])
+                        .sum::<f64>()
+                        / m;
+                    (mean, var)
+                },
+            )
         })
         .collect();
     let mean: Vec<f64> = per.iter().map(|p| p.0).collect();
@@ -133,18 +139,23 @@ pub(super) fn grad_sums<T: WithDType>(
     (0..d.c)
         .into_par_iter()
         .map(|c| {
-            let (mu, is) = (mean[c], inv_std[c]);
-            let mut sums = [0.0; 2];
-            for s in 0..d.n {
-                let at = (s * d.c + c) * d.hw;
-                let [a, b] = lane_sums(&gy[at..at + d.hw], &x[at..at + d.hw], |g, v| {
-                    let g = g.to_f64();
-                    [g, g * (v.to_f64() - mu) * is]
-                });
-                sums[0] += a;
-                sums[1] += b;
-            }
-            sums
+            vectorised(
+                #[inline(always)]
+                || {
+                    let (mu, is) = (mean[c], inv_std[c]);
+                    let mut sums = [0.0; 2];
+                    for s in 0..d.n {
+                        let at = (s * d.c + c) * d.hw;
+                        let [a, b] = lane_sums(&gy[at..at + d.hw], &x[at..at + d.hw], |g, v| {
+                            let g = g.to_f64();
+                            [g, g * (v.to_f64() - mu) * is]
+                        });
+                        sums[0] += a;
+                        sums[1] += b;
+                    }
+                    sums
+                },
+            )
         })
         .collect()
 }
@@ -167,23 +178,28 @@ pub(super) fn input_grad<T: WithDType>(
     let m = (d.n * d.hw) as f64;
     let (mean, inv_std) = stats;
     dx.par_chunks_mut(d.hw).enumerate().for_each(|(p, dxp)| {
-        let c = p % d.c;
-        let is = inv_std[c];
-        let k = [mean[c], is, gamma[c] * is / m, sums[c][0], sums[c][1]];
-        let plane = p * d.hw..(p + 1) * d.hw;
-        let xs = &x[plane.clone()];
-        match gy {
-            Some(gy) => {
-                for ((o, &v), &g) in dxp.iter_mut().zip(xs).zip(&gy[plane]) {
-                    *o = T::from_f64(dx_value(g.to_f64(), v.to_f64(), m, &k));
+        vectorised(
+            #[inline(always)]
+            || {
+                let c = p % d.c;
+                let is = inv_std[c];
+                let k = [mean[c], is, gamma[c] * is / m, sums[c][0], sums[c][1]];
+                let plane = p * d.hw..(p + 1) * d.hw;
+                let xs = &x[plane.clone()];
+                match gy {
+                    Some(gy) => {
+                        for ((o, &v), &g) in dxp.iter_mut().zip(xs).zip(&gy[plane]) {
+                            *o = T::from_f64(dx_value(g.to_f64(), v.to_f64(), m, &k));
+                        }
+                    }
+                    None => {
+                        for (o, &v) in dxp.iter_mut().zip(xs) {
+                            *o = T::from_f64(dx_value(o.to_f64(), v.to_f64(), m, &k));
+                        }
+                    }
                 }
-            }
-            None => {
-                for (o, &v) in dxp.iter_mut().zip(xs) {
-                    *o = T::from_f64(dx_value(o.to_f64(), v.to_f64(), m, &k));
-                }
-            }
-        }
+            },
+        )
     });
 }
 
@@ -204,11 +220,16 @@ fn normalise<T: WithDType>(y: &mut [T], x: &[T], d: Dims, scale: &[f64], shift: 
         return;
     }
     y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {
-        let c = p % d.c;
-        let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
-        for (o, &v) in yp.iter_mut().zip(&x[p * d.hw..(p + 1) * d.hw]) {
-            *o = v * a + b;
-        }
+        vectorised(
+            #[inline(always)]
+            || {
+                let c = p % d.c;
+                let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
+                for (o, &v) in yp.iter_mut().zip(&x[p * d.hw..(p + 1) * d.hw]) {
+                    *o = v * a + b;
+                }
+            },
+        )
     });
 }
 

@@ -43,7 +43,7 @@ mod depthwise;
 mod gemm;
 mod pool;
 mod scaled_activation;
-mod simd;
+pub(crate) mod simd;
 mod storage;
 mod threads;
 
