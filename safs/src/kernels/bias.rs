@@ -4,6 +4,9 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::batchnorm::lane_sums;
+use super::simd::vectorised;
+
 use super::storage::{dispatch_float, slice};
 use super::use_custom;
 use crate::model::expand_channels;
@@ -25,12 +28,17 @@ pub(crate) fn channel_sums<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize)
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            (0..n)
-                .map(|s| {
-                    let at = (s * c + ch) * hw;
-                    x[at..at + hw].iter().map(|v| v.to_f64()).sum::<f64>()
-                })
-                .sum()
+            vectorised(
+                #[inline(always)]
+                || {
+                    (0..n)
+                        .map(|s| {
+                            let plane = &x[(s * c + ch) * hw..][..hw];
+                            lane_sums(plane, plane, |v, _| [v.to_f64()])[0]
+                        })
+                        .sum()
+                },
+            )
         })
         .collect()
 }
