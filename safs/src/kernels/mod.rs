@@ -25,8 +25,9 @@
 //! - [`on_pool`]: runs a training step on the kernels' threads, so that their loops start
 //!   without a hand-off.
 //!
-//! The element-wise loops run through `simd::vectorised`, which compiles them for AVX-512
-//! and AVX2 as well and picks one at run time (the crate itself targets baseline x86-64).
+//! BatchNorm's loops (with the fused activation) and the bias gradient run through
+//! `simd::vectorised`, which compiles them for AVX-512 and AVX2 as well and picks one at
+//! run time (the crate itself targets baseline x86-64).
 //!
 //! On other devices, for other dtypes, or when switched off ([`set_enabled`], or the
 //! environment variable `SAFS_KERNELS=stock`), each function runs the equivalent stock Candle
