@@ -288,6 +288,16 @@ pub(crate) fn plan(n: usize) -> (Vec<std::ops::Range<usize>>, usize) {
     (ranges, inner)
 }
 
+/// Sample ranges of a weight gradient's partial sums, and the gemm threads inside each. A
+/// fixed number of ranges, whatever the threads (the partials are added in range order, so
+/// the sum does not depend on them); more threads than ranges work inside the products.
+pub(crate) fn plan_sums(n: usize) -> (Vec<std::ops::Range<usize>>, usize) {
+    const RANGES: usize = 2;
+    let ranges = split_ranges(n, RANGES);
+    let inner = (threads() / ranges.len()).max(1);
+    (ranges, inner)
+}
+
 /// Samples per gemm: enough that the shared dimension, samples * P, reaches 256 columns, so
 /// late layers (P = 4 or 16) run a few large products rather than many thin ones.
 pub(crate) fn group_len(g: &ConvGeom) -> usize {
@@ -467,7 +477,7 @@ fn weight_grad<T: WithDType + DirectConv>(g: &ConvGeom, x: &[T], dy: &[T]) -> Ve
         return conv_wgrad::weight_grad(g, x, dy);
     }
     let (k, p, cog) = (g.k(), g.p(), g.cout / g.groups);
-    let (ranges, inner) = plan(g.n);
+    let (ranges, inner) = plan_sums(g.n);
     let partials: Vec<Vec<T>> = ranges
         .into_par_iter()
         .map(|r| {
@@ -710,7 +720,7 @@ pub fn conv2d_bias(
 mod tests {
     use super::*;
     use crate::kernels::testutil::{check_grad, max_diff, random};
-    use candle_core::Var;
+    use candle_core::{DType, Var};
 
     /// (n, cin, h, w, cout, k, stride, padding, groups)
     type Case = (
@@ -759,6 +769,56 @@ mod tests {
                 let a = g1.get(v.as_tensor()).expect("custom grad");
                 let b = g2.get(v.as_tensor()).expect("stock grad");
                 assert!(max_diff(a, b)? < 1e-12, "case {idx} {what} gradient");
+            }
+        }
+        Ok(())
+    }
+
+    /// The gradients are the same to the bit on 1, 2, 3 and 4 threads: the weight
+    /// gradient's partial sums are split by the batch, not by the threads.
+    #[test]
+    fn results_do_not_depend_on_the_threads() -> Result<()> {
+        // f32 (the gemm path's sums round), an ungrouped "same" conv, a grouped one, a
+        // strided one, and a 4x4 map where several samples share a product.
+        let cases = [
+            (7, 8, 12, 12, 16, 3, 1, 1, 1),
+            (5, 6, 9, 9, 6, 3, 1, 1, 3),
+            (6, 8, 10, 10, 12, 3, 2, 1, 1),
+            (64, 16, 4, 4, 32, 3, 1, 1, 1),
+        ];
+        for (idx, &(n, cin, h, w, cout, k, s, p, gr)) in cases.iter().enumerate() {
+            let x = random(&[n, cin, h, w], 900 + idx as u64)?.to_dtype(DType::F32)?;
+            let wt = random(&[cout, cin / gr, k, k], 910 + idx as u64)?.to_dtype(DType::F32)?;
+            let run = |threads: usize| -> Result<Vec<Vec<u32>>> {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                pool.install(|| {
+                    let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&wt)?);
+                    let y = conv2d(xv.as_tensor(), wv.as_tensor(), s, p, gr)?;
+                    let r = random(y.dims(), 920 + idx as u64)?.to_dtype(DType::F32)?;
+                    let grads = y.mul(&r)?.sum_all()?.backward()?;
+                    let bits = |t: &Tensor| -> Result<Vec<u32>> {
+                        let v = t.flatten_all()?.to_vec1::<f32>()?;
+                        Ok(v.iter().map(|f| f.to_bits()).collect())
+                    };
+                    Ok(vec![
+                        bits(&y)?,
+                        bits(grads.get(xv.as_tensor()).expect("input gradient"))?,
+                        bits(grads.get(wv.as_tensor()).expect("weight gradient"))?,
+                    ])
+                })
+            };
+            let one = run(1)?;
+            for t in [2, 3, 4] {
+                let got = run(t)?;
+                for (what, (a, b)) in ["output", "input gradient", "weight gradient"]
+                    .iter()
+                    .zip(one.iter().zip(&got))
+                {
+                    assert!(a == b, "case {idx}: {what} on {t} threads differs from 1");
+                }
             }
         }
         Ok(())

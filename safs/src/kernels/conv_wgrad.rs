@@ -12,7 +12,7 @@
 use candle_core::WithDType;
 use rayon::prelude::*;
 
-use super::conv::{group_len, grouped_dy, plan, sum_partials, ConvGeom};
+use super::conv::{group_len, grouped_dy, plan_sums, sum_partials, ConvGeom};
 use super::gemm::{matmul, MatRef};
 
 /// Whether this path computes `g`'s weight gradient (ungrouped convolutions).
@@ -67,7 +67,7 @@ fn gather_cols_t<T: WithDType>(g: &ConvGeom, x_hwc: &[T], cols_t: &mut [T], row0
 pub(crate) fn weight_grad<T: WithDType>(g: &ConvGeom, x: &[T], dy: &[T]) -> Vec<T> {
     assert!(applies(g), "conv weight gradient: grouped convolution");
     let (k, p, hw) = (g.k(), g.p(), g.h * g.w);
-    let (ranges, inner) = plan(g.n);
+    let (ranges, inner) = plan_sums(g.n);
     let zero = T::from_f64(0.0);
     let partials: Vec<Vec<T>> = ranges
         .into_par_iter()

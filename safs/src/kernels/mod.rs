@@ -19,6 +19,7 @@
 //! - [`max_pool2d`]: non-overlapping max pooling whose gradient goes to the window's argmax;
 //! - [`relu`], [`silu`]: one-pass gradients;
 //! - [`channel_affine`]: BatchNorm in eval mode in one pass;
+//! - [`sgd_step`]: one SGD step over a parameter in fused passes;
 //! - [`add_channel_bias`]: a per-channel bias added to an (N, C, H, W) batch;
 //! - [`tune_allocator`]: keeps freed memory for the next step (glibc);
 //! - [`tune_candle_threads`]: stops Candle's own thread pool spinning on the kernels' cores;
@@ -47,6 +48,7 @@ mod depthwise;
 mod gemm;
 mod pool;
 mod scaled_activation;
+mod sgd;
 pub(crate) mod simd;
 mod storage;
 mod threads;
@@ -61,6 +63,7 @@ pub use conv::{conv2d, conv2d_bias};
 pub use depthwise::depthwise_conv2d;
 pub use pool::max_pool2d;
 pub use scaled_activation::scaled_activation;
+pub use sgd::{sgd_step, SgdStep};
 pub use threads::{on_pool, tune_candle_threads, CANDLE_SPIN_LIMIT};
 
 use std::sync::atomic::{AtomicU8, Ordering};

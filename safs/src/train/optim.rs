@@ -615,6 +615,17 @@ fn sgd_update(
     nesterov: bool,
 ) -> Result<Tensor> {
     let p = param.var.as_detached_tensor();
+    let h = crate::kernels::SgdStep {
+        lr,
+        weight_decay: wd,
+        momentum,
+        nesterov,
+    };
+    if let Some((new, buf)) = crate::kernels::sgd_step(&p, grad, param.buf1.as_ref(), h)? {
+        param.buf1 = buf;
+        param.step += 1;
+        return Ok(new);
+    }
     let mut g = grad.clone();
     if wd != 0.0 {
         g = (g + p.affine(wd, 0.0)?)?;
