@@ -7,8 +7,6 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::simd::vectorised;
-
 /// Calls `f(index, chunk)` on each `size`-long chunk of `data`, on rayon's pool when `par`
 /// (a graph running one sub-batch per thread keeps its layers on that thread).
 pub(crate) fn for_chunks<T: Send>(
@@ -147,31 +145,29 @@ pub(crate) fn phases(x: &Planes, used: &[u8], slack: usize, par: bool) -> (Vec<f
     let k = used.len();
     let mut out = vec![0f32; k * x.c * pstride];
     for_chunks(par, &mut out, k * pstride, |c, group| {
-        vectorised(|| {
-            let src = x.plane(c);
-            for (&phase, dst) in used.iter().zip(group.chunks_mut(pstride)) {
-                let (py, px) = (usize::from(phase / 2), usize::from(phase % 2));
-                for s in 0..x.n {
-                    for i in 0..hq {
-                        let y = 2 * i + py;
-                        if y >= hp {
-                            continue;
-                        }
-                        let row = &src[s * hp * wp + y * wp + px..][..wp - px];
-                        let d = &mut dst[(s * hq + i) * wq..][..wq];
-                        let pairs = row.chunks_exact(2);
-                        if let (Some(v), Some(&last)) =
-                            (d.get_mut(pairs.len()), pairs.remainder().first())
-                        {
-                            *v = last;
-                        }
-                        for (v, pair) in d.iter_mut().zip(pairs) {
-                            *v = pair[0];
-                        }
+        let src = x.plane(c);
+        for (&phase, dst) in used.iter().zip(group.chunks_mut(pstride)) {
+            let (py, px) = (usize::from(phase / 2), usize::from(phase % 2));
+            for s in 0..x.n {
+                for i in 0..hq {
+                    let y = 2 * i + py;
+                    if y >= hp {
+                        continue;
+                    }
+                    let row = &src[s * hp * wp + y * wp + px..][..wp - px];
+                    let d = &mut dst[(s * hq + i) * wq..][..wq];
+                    let pairs = row.chunks_exact(2);
+                    if let (Some(v), Some(&last)) =
+                        (d.get_mut(pairs.len()), pairs.remainder().first())
+                    {
+                        *v = last;
+                    }
+                    for (v, pair) in d.iter_mut().zip(pairs) {
+                        *v = pair[0];
                     }
                 }
             }
-        })
+        }
     });
     (out, wq, hq)
 }
