@@ -64,7 +64,7 @@ pub use depthwise::depthwise_conv2d;
 pub use pool::max_pool2d;
 pub use scaled_activation::scaled_activation;
 pub use sgd::{sgd_step, SgdStep};
-pub use threads::{on_pool, tune_candle_threads, CANDLE_SPIN_LIMIT};
+pub use threads::{on_pool, on_pool_for, tune_candle_threads, CANDLE_SPIN_LIMIT};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -39,6 +39,16 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
+/// [`on_pool`] for work on `device`: on the CPU (the kernels' device) on the pool, elsewhere
+/// in place, on the calling thread (where a GPU context is bound).
+pub fn on_pool_for<R: Send>(device: &candle_core::Device, f: impl FnOnce() -> R + Send) -> R {
+    if device.is_cpu() {
+        on_pool(f)
+    } else {
+        f()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -65,5 +75,7 @@ mod tests {
         assert!(inside);
         let nested = super::on_pool(|| super::on_pool(|| 7));
         assert_eq!(nested, 7);
+        let cpu = candle_core::Device::Cpu;
+        assert!(super::on_pool_for(&cpu, || rayon::current_thread_index().is_some()));
     }
 }

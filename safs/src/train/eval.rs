@@ -73,7 +73,7 @@ fn metrics(
     let (mut c1, mut c5, mut n) = (0usize, 0usize, 0usize);
     for batch in set.batches(batch_size, None, device) {
         let (x, y) = batch?;
-        let logits = crate::kernels::on_pool(|| forward(&x))?;
+        let logits = crate::kernels::on_pool_for(device, || forward(&x))?;
         let b = y.dims1()?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64;
         loss_sum += loss * b as f64;

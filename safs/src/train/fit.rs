@@ -244,25 +244,28 @@ impl Trainer {
                 .enumerate()
             {
                 let (x, y) = item?;
+                // The step on a thread of the kernels' pool (on the CPU): their parallel loops
+                // then start in place, without a hand-off each.
                 let (opt, y_ref) = (&mut self.opt, &y);
                 let model_on_pool = &mut *model;
-                let (logits, value) = crate::kernels::on_pool(move || -> Result<_> {
-                    let logits = model_on_pool.forward_t(&x, true)?;
-                    let loss = candle_nn::loss::cross_entropy(&logits, y_ref)?;
-                    let value = loss.to_scalar::<f32>()? as f64;
-                    if !value.is_finite() {
-                        return Err(Error::Diverged(format!(
-                            "{}: loss {value} at epoch {epoch}, batch {batch} (lr {lr:e})",
-                            model_on_pool.name()
-                        )));
-                    }
-                    let grads = loss.backward()?;
-                    opt.step(&grads)?;
-                    if let Some(m) = data.masks {
-                        m.apply(model_on_pool)?;
-                    }
-                    Ok((logits, value))
-                })?;
+                let (logits, value) =
+                    crate::kernels::on_pool_for(data.device, move || -> Result<_> {
+                        let logits = model_on_pool.forward_t(&x, true)?;
+                        let loss = candle_nn::loss::cross_entropy(&logits, y_ref)?;
+                        let value = loss.to_scalar::<f32>()? as f64;
+                        if !value.is_finite() {
+                            return Err(Error::Diverged(format!(
+                                "{}: loss {value} at epoch {epoch}, batch {batch} (lr {lr:e})",
+                                model_on_pool.name()
+                            )));
+                        }
+                        let grads = loss.backward()?;
+                        opt.step(&grads)?;
+                        if let Some(m) = data.masks {
+                            m.apply(model_on_pool)?;
+                        }
+                        Ok((logits, value))
+                    })?;
                 let b = y.dims1()?;
                 loss_sum += value * b as f64;
                 seen += b;
