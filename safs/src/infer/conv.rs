@@ -188,12 +188,6 @@ impl ConvNode {
     /// The epilogue of one output channel's row block.
     fn write_rows(&self, block: RowBlock) {
         #[cfg(target_arch = "x86_64")]
-        if crate::kernels::simd::avx512() {
-            // SAFETY: the CPU supports AVX-512 (x86-64-v4's subsets), AVX2 and FMA.
-            unsafe { self.write_rows_avx512(block) };
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA.
             unsafe { self.write_rows_avx2(block) };
@@ -209,16 +203,6 @@ impl ConvNode {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn write_rows_avx2(&self, block: RowBlock) {
-        self.write_rows_op::<true>(block)
-    }
-
-    /// [`ConvNode::write_rows`] compiled for AVX-512.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F/BW/DQ/VL, AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    unsafe fn write_rows_avx512(&self, block: RowBlock) {
         self.write_rows_op::<true>(block)
     }
 

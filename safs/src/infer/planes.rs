@@ -156,13 +156,7 @@ pub(crate) fn phases(x: &Planes, used: &[u8], slack: usize, par: bool) -> (Vec<f
                     }
                     let row = &src[s * hp * wp + y * wp + px..][..wp - px];
                     let d = &mut dst[(s * hq + i) * wq..][..wq];
-                    let pairs = row.chunks_exact(2);
-                    if let (Some(v), Some(&last)) =
-                        (d.get_mut(pairs.len()), pairs.remainder().first())
-                    {
-                        *v = last;
-                    }
-                    for (v, pair) in d.iter_mut().zip(pairs) {
+                    for (v, pair) in d.iter_mut().zip(row.chunks(2)) {
                         *v = pair[0];
                     }
                 }

@@ -209,14 +209,19 @@ fn normalise<T: WithDType>(y: &mut [T], x: &[T], d: Dims, scale: &[f64], shift: 
         let like_x = |v: &[f64]| v.iter().map(|&u| T::from_f64(u)).collect::<Vec<T>>();
         let (a, b) = (expand(&like_x(scale), d.hw), expand(&like_x(shift), d.hw));
         let row = d.c * d.hw;
-        per_rows(y, d, |first, rows| {
-            for (r, yr) in rows.chunks_mut(row).enumerate() {
-                let xr = &x[(first + r) * row..][..row];
-                for (((o, &v), &a), &b) in yr.iter_mut().zip(xr).zip(&a).zip(&b) {
-                    *o = v * a + b;
+        per_rows(
+            y,
+            d,
+            #[inline(always)]
+            |first, rows| {
+                for (r, yr) in rows.chunks_mut(row).enumerate() {
+                    let xr = &x[(first + r) * row..][..row];
+                    for (((o, &v), &a), &b) in yr.iter_mut().zip(xr).zip(&a).zip(&b) {
+                        *o = v * a + b;
+                    }
                 }
-            }
-        });
+            },
+        );
         return;
     }
     y.par_chunks_mut(d.hw).enumerate().for_each(|(p, yp)| {

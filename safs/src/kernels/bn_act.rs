@@ -13,18 +13,16 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 
 use super::alloc::zeros;
 use super::batchnorm::{
     batch_stats, check, grad_sums, input_grad, lane_sums, moments, scale_shift, BatchStats, Dims,
     Moments,
 };
-use super::bn_rows::{expand, per_rows, SMALL_MAP};
+use super::bn_rows::{expand, per_rows, per_runs, SMALL_MAP};
 use super::scaled_activation::{grad_chunk, scalars, Scalars};
-use super::simd::vectorised;
 use super::storage::{dispatch_float, slice};
-use super::{planes_per_task, use_custom};
+use super::use_custom;
 use crate::activation::fast::FastFloat;
 use crate::activation::pointwise::{value, with_const_op, Real};
 use crate::activation::Op;
@@ -81,19 +79,16 @@ fn unpack<T: WithDType>(
 
 /// `f(i, plane i)` over the (sample, channel) planes of `buf`, several to a task.
 fn per_plane<T: Send>(buf: &mut [T], hw: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let per = planes_per_task(hw);
-    buf.par_chunks_mut(per * hw)
-        .enumerate()
-        .for_each(|(t, planes)| {
-            vectorised(
-                #[inline(always)]
-                || {
-                    for (j, plane) in planes.chunks_mut(hw).enumerate() {
-                        f(t * per + j, plane);
-                    }
-                },
-            )
-        });
+    per_runs(
+        buf,
+        hw,
+        #[inline(always)]
+        |first, planes| {
+            for (j, plane) in planes.chunks_mut(hw).enumerate() {
+                f(first + j, plane);
+            }
+        },
+    );
 }
 
 /// `z = beta * op(alpha * (x * a + b [+ r]))` along a run, `(a, b)` per element from
@@ -152,22 +147,32 @@ impl Forward {
                 if d.hw < SMALL_MAP {
                     let like = |v: &[f64]| v.iter().map(|&u| R::c(u)).collect::<Vec<R>>();
                     let (ae, be) = (expand(&like(&scale), d.hw), expand(&like(&shift), d.hw));
-                    per_rows(&mut z, d, |first, rows| {
-                        for (k, zr) in rows.chunks_mut(row).enumerate() {
-                            let seg = (first + k) * row..(first + k + 1) * row;
-                            let coef = ae.iter().copied().zip(be.iter().copied());
-                            let (xs, rs) = (T::fast(&x[seg.clone()]), fast_r(seg));
-                            activate(OP, T::fast_mut(zr), xs, rs, coef, slot);
-                        }
-                    });
+                    per_rows(
+                        &mut z,
+                        d,
+                        #[inline(always)]
+                        |first, rows| {
+                            for (k, zr) in rows.chunks_mut(row).enumerate() {
+                                let seg = (first + k) * row..(first + k + 1) * row;
+                                let coef = ae.iter().copied().zip(be.iter().copied());
+                                let (xs, rs) = (T::fast(&x[seg.clone()]), fast_r(seg));
+                                activate(OP, T::fast_mut(zr), xs, rs, coef, slot);
+                            }
+                        },
+                    );
                 } else {
-                    per_plane(&mut z, d.hw, |i, zp| {
-                        let c = i % d.c;
-                        let coef = std::iter::repeat((R::c(scale[c]), R::c(shift[c])));
-                        let seg = i * d.hw..(i + 1) * d.hw;
-                        let (xs, rs) = (T::fast(&x[seg.clone()]), fast_r(seg));
-                        activate(OP, T::fast_mut(zp), xs, rs, coef, slot);
-                    });
+                    per_plane(
+                        &mut z,
+                        d.hw,
+                        #[inline(always)]
+                        |i, zp| {
+                            let c = i % d.c;
+                            let coef = std::iter::repeat((R::c(scale[c]), R::c(shift[c])));
+                            let seg = i * d.hw..(i + 1) * d.hw;
+                            let (xs, rs) = (T::fast(&x[seg.clone()]), fast_r(seg));
+                            activate(OP, T::fast_mut(zp), xs, rs, coef, slot);
+                        },
+                    );
                 }
             });
             *self.moments.lock().expect("moments lock") = Some((mean, var, inv_std));
@@ -303,80 +308,69 @@ impl Backward {
             // Pass 1, runs of whole planes (rows of whole samples for small maps) per task:
             // y, gy, the activation's parameter sums per task and BatchNorm's per plane.
             let (small, row) = (d.hw < SMALL_MAP, d.c * d.hw);
-            let chunk = if small {
-                planes_per_task(row) * row
-            } else {
-                planes_per_task(d.hw) * d.hw
-            };
+            let unit = if small { row } else { d.hw };
             let like = |v: &[f64]| v.iter().map(|&u| T::from_f64(u)).collect::<Vec<T>>();
             let expanded =
                 small.then(|| (expand(&like(&scale), d.hw), expand(&like(&shift), d.hw)));
             let stats = (&self.mean[..], &self.inv_std[..]);
             let per_task: Vec<([f64; 5], Vec<[f64; 2]>)> = with_const_op!(self.op, |OP| {
-                gy_buf
-                    .par_chunks_mut(chunk)
-                    .enumerate()
-                    .map(|(t, gy)| {
-                        vectorised(
-                            #[inline(always)]
-                            || {
-                                let at = t * chunk;
-                                let xs = &x[at..at + gy.len()];
-                                let mut y = vec![T::from_f64(0.0); gy.len()];
-                                match &expanded {
-                                    Some((ae, be)) => {
-                                        for (yr, xr) in y.chunks_mut(row).zip(xs.chunks(row)) {
-                                            for (((o, &v), &a), &b) in
-                                                yr.iter_mut().zip(xr).zip(ae).zip(be)
-                                            {
-                                                *o = v * a + b;
-                                            }
-                                        }
-                                    }
-                                    None => {
-                                        for (j, yp) in y.chunks_mut(d.hw).enumerate() {
-                                            let c = (at / d.hw + j) % d.c;
-                                            let (a, b) =
-                                                (T::from_f64(scale[c]), T::from_f64(shift[c]));
-                                            for (o, &v) in
-                                                yp.iter_mut().zip(&xs[j * d.hw..(j + 1) * d.hw])
-                                            {
-                                                *o = v * a + b;
-                                            }
-                                        }
+                per_runs(
+                    gy_buf,
+                    unit,
+                    #[inline(always)]
+                    |first, gy| {
+                        let at = first * unit;
+                        let xs = &x[at..at + gy.len()];
+                        let mut y = vec![T::from_f64(0.0); gy.len()];
+                        match &expanded {
+                            Some((ae, be)) => {
+                                for (yr, xr) in y.chunks_mut(row).zip(xs.chunks(row)) {
+                                    for (((o, &v), &a), &b) in yr.iter_mut().zip(xr).zip(ae).zip(be)
+                                    {
+                                        *o = v * a + b;
                                     }
                                 }
-                                if let Some(r) = r {
-                                    for (o, &rv) in y.iter_mut().zip(&r[at..at + gy.len()]) {
-                                        *o += rv;
+                            }
+                            None => {
+                                for (j, yp) in y.chunks_mut(d.hw).enumerate() {
+                                    let c = (at / d.hw + j) % d.c;
+                                    let (a, b) = (T::from_f64(scale[c]), T::from_f64(shift[c]));
+                                    for (o, &v) in yp.iter_mut().zip(&xs[j * d.hw..(j + 1) * d.hw])
+                                    {
+                                        *o = v * a + b;
                                     }
                                 }
-                                let gs = T::fast(&dz[at..at + gy.len()]);
-                                let (gy_r, y_r) = (T::fast_mut(gy), T::fast(&y));
-                                let act_sums = if self.param_grads {
-                                    grad_chunk::<_, true>(OP, gy_r, y_r, gs, alpha, beta, &theta)
-                                } else {
-                                    grad_chunk::<_, false>(OP, gy_r, y_r, gs, alpha, beta, &theta)
-                                };
-                                if small {
-                                    return (act_sums, Vec::new());
-                                }
-                                let plane_sums = (0..gy.len() / d.hw)
-                                    .map(|j| {
-                                        let c = (at / d.hw + j) % d.c;
-                                        let (mu, is) = (self.mean[c], self.inv_std[c]);
-                                        let plane = j * d.hw..(j + 1) * d.hw;
-                                        lane_sums(&gy[plane.clone()], &xs[plane], |g, v| {
-                                            let g = g.to_f64();
-                                            [g, g * (v.to_f64() - mu) * is]
-                                        })
-                                    })
-                                    .collect();
-                                (act_sums, plane_sums)
-                            },
-                        )
-                    })
-                    .collect()
+                            }
+                        }
+                        if let Some(r) = r {
+                            for (o, &rv) in y.iter_mut().zip(&r[at..at + gy.len()]) {
+                                *o += rv;
+                            }
+                        }
+                        let gs = T::fast(&dz[at..at + gy.len()]);
+                        let (gy_r, y_r) = (T::fast_mut(gy), T::fast(&y));
+                        let act_sums = if self.param_grads {
+                            grad_chunk::<_, true>(OP, gy_r, y_r, gs, alpha, beta, &theta)
+                        } else {
+                            grad_chunk::<_, false>(OP, gy_r, y_r, gs, alpha, beta, &theta)
+                        };
+                        if small {
+                            return (act_sums, Vec::new());
+                        }
+                        let plane_sums = (0..gy.len() / d.hw)
+                            .map(|j| {
+                                let c = (at / d.hw + j) % d.c;
+                                let (mu, is) = (self.mean[c], self.inv_std[c]);
+                                let plane = j * d.hw..(j + 1) * d.hw;
+                                lane_sums(&gy[plane.clone()], &xs[plane], |g, v| {
+                                    let g = g.to_f64();
+                                    [g, g * (v.to_f64() - mu) * is]
+                                })
+                            })
+                            .collect();
+                        (act_sums, plane_sums)
+                    },
+                )
             });
             let mut act_total = [0.0f64; 5];
             for (s, _) in &per_task {

@@ -81,24 +81,34 @@ where
         .collect()
 }
 
-/// `f(s, rows)` over runs of whole sample rows of `buf` (`s` the first one's sample),
-/// several to a task, results in task order (the tasks depend on `d` alone).
+/// `f(first, run)` over runs of whole `unit`-long pieces of `buf` (planes, or sample
+/// rows), several to a task, compiled by [`vectorised`]; `first` is the run's first piece.
+/// Results come in task order, and the tasks depend on `unit` alone, not on the threads.
+/// Mark `f` `#[inline(always)]`, or it is not compiled for the wider vectors.
+pub(super) fn per_runs<T: Send, R: Send>(
+    buf: &mut [T],
+    unit: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+) -> Vec<R> {
+    let per = planes_per_task(unit);
+    buf.par_chunks_mut(per * unit.max(1))
+        .enumerate()
+        .map(|(t, run)| {
+            vectorised(
+                #[inline(always)]
+                || f(t * per, run),
+            )
+        })
+        .collect()
+}
+
+/// [`per_runs`] over whole sample rows: `f(s, rows)` with `s` the first row's sample.
 pub(super) fn per_rows<T: Send, R: Send>(
     buf: &mut [T],
     d: Dims,
     f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
 ) -> Vec<R> {
-    let row = d.c * d.hw;
-    let per = planes_per_task(row);
-    buf.par_chunks_mut(per * row)
-        .enumerate()
-        .map(|(t, rows)| {
-            vectorised(
-                #[inline(always)]
-                || f(t * per, rows),
-            )
-        })
-        .collect()
+    per_runs(buf, d.c * d.hw, f)
 }
 
 /// `dx = gamma / sqrt(var + eps) / m * (m * gy - sum(gy) - xhat * sum(gy * xhat))` over rows:
@@ -125,25 +135,30 @@ pub(super) fn input_grad<T: candle_core::WithDType>(
         d.hw,
     );
     let row = d.c * d.hw;
-    per_rows(dx, d, |first, rows| {
-        for (r, dxr) in rows.chunks_mut(row).enumerate() {
-            let at = (first + r) * row;
-            let xr = &x[at..at + row];
-            match gy {
-                Some(gy) => {
-                    let gr = &gy[at..at + row];
-                    for (((o, &v), &g), k) in dxr.iter_mut().zip(xr).zip(gr).zip(&coef) {
-                        *o = T::from_f64(dx_value(g.to_f64(), v.to_f64(), m, k));
+    per_rows(
+        dx,
+        d,
+        #[inline(always)]
+        |first, rows| {
+            for (r, dxr) in rows.chunks_mut(row).enumerate() {
+                let at = (first + r) * row;
+                let xr = &x[at..at + row];
+                match gy {
+                    Some(gy) => {
+                        let gr = &gy[at..at + row];
+                        for (((o, &v), &g), k) in dxr.iter_mut().zip(xr).zip(gr).zip(&coef) {
+                            *o = T::from_f64(dx_value(g.to_f64(), v.to_f64(), m, k));
+                        }
                     }
-                }
-                None => {
-                    for ((o, &v), k) in dxr.iter_mut().zip(xr).zip(&coef) {
-                        *o = T::from_f64(dx_value(o.to_f64(), v.to_f64(), m, k));
+                    None => {
+                        for ((o, &v), k) in dxr.iter_mut().zip(xr).zip(&coef) {
+                            *o = T::from_f64(dx_value(o.to_f64(), v.to_f64(), m, k));
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// One element of BatchNorm's input gradient, `k = [mean, 1/std, gamma/std/m, sum(gy),

@@ -49,7 +49,7 @@ mod gemm;
 mod pool;
 mod scaled_activation;
 mod sgd;
-pub(crate) mod simd;
+mod simd;
 mod storage;
 mod threads;
 

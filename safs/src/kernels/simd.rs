@@ -28,18 +28,12 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
 
 /// Whether this CPU runs the AVX-512 subsets of x86-64-v4 (and AVX2 + FMA).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn avx512() -> bool {
+fn avx512() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
         && super::avx2_fma()
-}
-
-/// Whether this CPU runs AVX-512 (never, off x86-64).
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn avx512() -> bool {
-    false
 }
 
 #[cfg(target_arch = "x86_64")]
