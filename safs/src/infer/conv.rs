@@ -7,6 +7,8 @@
 //! as stride 1 over the input's four phases ([`super::planes::phases`]).
 
 use super::act::PointAct;
+use std::ops::Range;
+
 use super::kernel::{accumulate, Tap, TapList, BLOCK};
 use super::planes::{for_chunks, phases, Planes};
 use crate::activation::fast::Fast;
@@ -16,7 +18,7 @@ use crate::kernels::threads;
 /// Multiply-adds (plus outputs) below which a layer runs on the calling thread alone.
 pub(crate) const PAR_MIN_WORK: usize = 1 << 17;
 
-/// Compute positions per row block before it is written out (a few kernel calls).
+/// Computed floats per row group before it is written out (a few kernel calls).
 const ROW_BLOCK: usize = 8 * BLOCK;
 
 /// A convolution with everything that follows it up to the next layer.
@@ -47,31 +49,38 @@ pub(crate) struct ConvNode {
     pub phases: Vec<u8>,
 }
 
-/// One output channel's row block on its way out: its sums in `scratch`, the compute grid
-/// they are on, and where they go.
-struct RowBlock<'a> {
+/// One output channel's row group on its way out: its sums in `scratch` (output row `oy`
+/// of all the images at `(oy - rows.start) * row_len`) and where they go.
+struct RowGroup<'a> {
     co: usize,
     scratch: &'a mut [f32],
-    src: &'a Source<'a>,
-    rows: std::ops::Range<usize>,
+    row_len: usize,
+    rows: Range<usize>,
     og: &'a Planes,
     plane: &'a mut [f32],
     residual: Option<(&'a Planes, &'a [f32])>,
 }
 
-/// Where the kernel reads: the planes, their stride, and the compute grid's row length and
-/// rows per image.
-struct Source<'a> {
-    data: &'a [f32],
-    pstride: usize,
-    wc: usize,
-    hc: usize,
+/// Fills `out` with the runs of the compute grid that output rows `rows` need: row `oy` is the `run` floats
+/// at `oy * row_len`. Neighbours merge where computing the gap costs no more kernel calls
+/// than it saves (a single image's rows; 4x4 maps of 8 images).
+fn spans_into(out: &mut Vec<Range<usize>>, rows: Range<usize>, row_len: usize, run: usize) {
+    let blocks = |len: usize| len.div_ceil(BLOCK);
+    out.clear();
+    for oy in rows {
+        let r = oy * row_len..oy * row_len + run;
+        match out.last_mut() {
+            Some(last) if blocks(r.end - last.start) <= blocks(last.len()) + blocks(run) => {
+                last.end = r.end
+            }
+            _ => out.push(r),
+        }
+    }
 }
 
 impl ConvNode {
-    /// Rewrites the taps' offsets for an input stored with padding `in_pad` and rows of
-    /// `wp` floats; returns the furthest offset (the slack a stride-1 input needs past it).
-    pub fn place(&mut self, in_pad: usize, in_w: usize) -> usize {
+    /// Rewrites the taps' offsets for an input of width `in_w` stored with padding `in_pad`.
+    pub fn place(&mut self, in_pad: usize, in_w: usize) {
         let (kw, s, p) = (self.k.1, self.stride, self.pad);
         let wp = in_w + 2 * in_pad;
         let wc = if s == 1 { wp } else { wp.div_ceil(2) };
@@ -87,7 +96,7 @@ impl ConvNode {
                     ..t
                 }
             });
-            return self.taps.max_off();
+            return;
         }
         // Stride 2: only the phases some tap reads are split out.
         let phase = |t: &Tap| {
@@ -110,34 +119,27 @@ impl ConvNode {
             }
         });
         self.phases = used;
-        self.taps.max_off()
     }
 
     /// Runs the layer on `x` into `out` (zeroed, the output geometry), adding `residual`.
+    ///
+    /// A stride-1 input needs [`BLOCK`] floats of slack: a valid output reads inside the
+    /// padded grid, and the last kernel call of a run computes at most that much past it.
     pub fn run(&self, x: &Planes, residual: Option<&Planes>, out: &mut Planes, par: bool) {
         // Layers too small to share: splitting costs more than it saves (batch 1).
-        let work = (self.taps.nnz() + self.cout) * x.n * self.ho * self.wo;
+        let n = x.n;
+        let work = (self.taps.nnz() + self.cout) * n * self.ho * self.wo;
         let par = par && work >= PAR_MIN_WORK;
         let phased;
-        let src = if self.stride == 1 {
-            Source {
-                data: &x.data,
-                pstride: x.pstride(),
-                wc: x.wp(),
-                hc: x.hp(),
-            }
+        let (data, pstride, wc) = if self.stride == 1 {
+            (&x.data[..], x.pstride(), x.wp())
         } else {
-            let (buf, wc, hc) = phases(x, &self.phases, self.taps.max_off() + BLOCK, par);
+            let (buf, wc, hc) = phases(x, &self.phases, BLOCK, par);
             phased = buf;
-            Source {
-                pstride: x.n * wc * hc + self.taps.max_off() + BLOCK,
-                data: &phased,
-                wc,
-                hc,
-            }
+            (&phased[..], hc * wc * n + BLOCK, wc)
         };
-        let rows = x.n * src.hc;
-        let mut rb = (ROW_BLOCK / src.wc).clamp(1, rows.max(1));
+        let (row_len, run) = (wc * n, self.wo * n);
+        let mut rb = (ROW_BLOCK / row_len).clamp(1, self.ho.max(1));
         if self.pool {
             rb = (rb + 1) & !1;
         }
@@ -149,44 +151,38 @@ impl ConvNode {
         let og = out.clone_geometry();
         let ops = out.pstride();
         for_chunks(par, &mut out.data, ops * chunk, |ci, planes| {
-            let mut scratch = vec![0f32; (rb * src.wc).div_ceil(BLOCK) * BLOCK];
-            let mut r0 = 0;
-            while r0 < rows {
-                let r1 = (r0 + rb).min(rows);
-                let len = (r1 - r0) * src.wc;
+            let mut scratch = vec![0f32; rb * row_len + BLOCK];
+            let mut spans = Vec::new();
+            for r0 in (0..self.ho).step_by(rb) {
+                let rows = r0..(r0 + rb).min(self.ho);
+                spans_into(&mut spans, rows.clone(), row_len, run);
+                let g0 = r0 * row_len;
                 for (j, plane) in planes.chunks_mut(ops).enumerate() {
                     let co = ci * chunk + j;
-                    for b in (0..len).step_by(BLOCK) {
-                        let block: &mut [f32; BLOCK] = (&mut scratch[b..b + BLOCK])
-                            .try_into()
-                            .expect("BLOCK floats");
-                        accumulate(
-                            src.data,
-                            src.pstride,
-                            &self.taps,
-                            co,
-                            r0 * src.wc + b,
-                            block,
-                        );
+                    for span in &spans {
+                        for b in span.clone().step_by(BLOCK) {
+                            let block: &mut [f32; BLOCK] = (&mut scratch[b - g0..b - g0 + BLOCK])
+                                .try_into()
+                                .expect("BLOCK floats");
+                            accumulate(data, (pstride, n), &self.taps, co, b, block);
+                        }
                     }
-                    let res = residual.map(|r| (r, r.plane(co)));
-                    self.write_rows(RowBlock {
+                    self.write_rows(RowGroup {
                         co,
                         scratch: &mut scratch,
-                        src: &src,
-                        rows: r0..r1,
+                        row_len,
+                        rows: rows.clone(),
                         og: &og,
                         plane,
-                        residual: res,
+                        residual: residual.map(|r| (r, r.plane(co))),
                     });
                 }
-                r0 = r1;
             }
         });
     }
 
-    /// The epilogue of one output channel's row block.
-    fn write_rows(&self, block: RowBlock) {
+    /// The epilogue of one output channel's row group.
+    fn write_rows(&self, block: RowGroup) {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA.
@@ -202,14 +198,14 @@ impl ConvNode {
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn write_rows_avx2(&self, block: RowBlock) {
+    unsafe fn write_rows_avx2(&self, block: RowGroup) {
         self.write_rows_op::<true>(block)
     }
 
     /// The output loop with the operator as a constant (one copy per operator); `FAST`
     /// evaluates it with [`Fast`]'s polynomial exp.
     #[inline(always)]
-    fn write_rows_op<const FAST: bool>(&self, block: RowBlock) {
+    fn write_rows_op<const FAST: bool>(&self, block: RowGroup) {
         let PointAct {
             alpha, beta, theta, ..
         } = self.act;
@@ -229,95 +225,91 @@ impl ConvNode {
         })
     }
 
-    /// [`ConvNode::write_rows`] with the activation as a closure.
-    /// The block is finished in place in `scratch` (one contiguous run, so the loops
-    /// vectorise), then stored or pooled.
+    /// [`ConvNode::write_rows`] with the activation as a closure: each output row of all
+    /// the images is one contiguous run in `scratch`, in the residual and in the output
+    /// (so the loops vectorise); it is finished into the output, or in place and pooled.
     #[inline(always)]
-    fn write_rows_with(&self, block: RowBlock, act: impl Fn(f32) -> f32) {
-        let RowBlock {
+    fn write_rows_with(&self, group: RowGroup, act: impl Fn(f32) -> f32) {
+        let RowGroup {
             co,
             scratch,
-            src,
+            row_len,
             rows,
             og,
             plane,
             residual,
-        } = block;
+        } = group;
         let bias = self.bias[co];
-        let (wo, wc, r0) = (self.wo, src.wc, rows.start);
-        let len = rows.len() * wc;
-        // Stride 1 and borders that line up: the compute grid is the input's and the
-        // output's own layout shifted by a constant, so whole blocks are added, finished
-        // and stored as one run each (the junk columns between rows land on the output's
-        // border, so they are zeroed first).
-        let aligned = |g: &Planes| g.wp() == wc && g.hp() == src.hc && self.stride == 1;
-        let shift = |g: &Planes| g.pad * g.wp() + g.pad;
-        let block = &mut scratch[..len];
-        match residual {
-            Some((g, rp)) if aligned(g) => {
-                // The last image's bottom border rows may map past the plane: junk anyway.
-                let res = rp.get(r0 * wc + shift(g)..).unwrap_or(&[]);
-                let m = res.len().min(len);
-                let (with, without) = block.split_at_mut(m);
-                for (a, &q) in with.iter_mut().zip(res) {
-                    *a = act(*a + bias + q);
-                }
-                without.iter_mut().for_each(|a| *a = act(*a + bias));
-            }
-            Some((g, rp)) => {
-                for r in rows.clone() {
-                    let (n, oy) = (r / src.hc, r % src.hc);
-                    if oy < self.ho {
-                        let acc = &mut block[(r - r0) * wc..][..wo];
-                        for (a, &q) in acc.iter_mut().zip(g.row(rp, n, oy)) {
-                            *a += q;
+        let (n, r0) = (og.n, rows.start);
+        let run = self.wo * n;
+        if !self.pool && run >= BLOCK {
+            // Long rows: finished straight into the output.
+            for oy in rows {
+                let acc = &scratch[(oy - r0) * row_len..][..run];
+                let i = og.at(oy, 0);
+                let dst = &mut plane[i..i + run];
+                match residual {
+                    Some((g, rp)) => {
+                        for ((d, &a), &q) in dst.iter_mut().zip(acc).zip(g.row(rp, oy)) {
+                            *d = act(a + bias + q);
                         }
                     }
-                }
-                block.iter_mut().for_each(|a| *a = act(*a + bias));
-            }
-            None => block.iter_mut().for_each(|a| *a = act(*a + bias)),
-        }
-        if !self.pool {
-            if aligned(og) {
-                for r in rows.clone() {
-                    let row = &mut block[(r - r0) * wc..][..wc];
-                    let junk = if r % src.hc >= self.ho { 0 } else { wo };
-                    row[junk..].fill(0.0);
-                }
-                // A block of the last image's bottom border rows alone maps past its end.
-                let start = r0 * wc + shift(og);
-                let end = (start + len).min(og.n * og.image_len());
-                if start < end {
-                    plane[start..end].copy_from_slice(&block[..end - start]);
-                }
-                return;
-            }
-            for r in rows {
-                let (n, oy) = (r / src.hc, r % src.hc);
-                if oy < self.ho {
-                    let base = og.at(n, oy, 0);
-                    plane[base..base + wo].copy_from_slice(&block[(r - r0) * wc..][..wo]);
+                    None => {
+                        for (d, &a) in dst.iter_mut().zip(acc) {
+                            *d = act(a + bias);
+                        }
+                    }
                 }
             }
             return;
         }
-        // Row pairs: blocks start on even rows and images have an even row count.
-        for r in rows.step_by(2) {
-            let (n, oy) = (r / src.hc, r % src.hc);
-            if oy >= self.ho {
+        // Short rows, or rows to pool: finished in place in one pass over the group, the
+        // gaps between rows included (never read), since a loop per short row would spend
+        // more on starting than on its values.
+        let group = &mut scratch[..(rows.len() - 1) * row_len + run];
+        match residual {
+            Some((g, rp)) => {
+                // `(sum + bias) + residual`, as on the long rows: the same bits either way.
+                for oy in rows.clone() {
+                    let acc = &mut group[(oy - r0) * row_len..][..run];
+                    acc.iter_mut()
+                        .zip(g.row(rp, oy))
+                        .for_each(|(a, &q)| *a = *a + bias + q);
+                }
+                group.iter_mut().for_each(|a| *a = act(*a));
+            }
+            None => group.iter_mut().for_each(|a| *a = act(*a + bias)),
+        }
+        if !self.pool {
+            for oy in rows {
+                let i = og.at(oy, 0);
+                plane[i..i + run].copy_from_slice(&scratch[(oy - r0) * row_len..][..run]);
+            }
+            return;
+        }
+        // Row pairs: groups start on even rows and hold an even number of them.
+        for oy in rows.step_by(2) {
+            let top = &scratch[(oy - r0) * row_len..][..run];
+            let bottom = &scratch[(oy + 1 - r0) * row_len..][..run];
+            let i = og.at(oy / 2, 0);
+            let dst = &mut plane[i..i + run / 2];
+            if n == 1 {
+                // One image: the general loop's setup per window would cost more than it.
+                let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                for (d, (t, b)) in dst.iter_mut().zip(windows) {
+                    *d = max2(max2(t[0], t[1]), max2(b[0], b[1]));
+                }
                 continue;
             }
-            let top = &scratch[(r - r0) * wc..][..wo];
-            let bottom = &scratch[(r + 1 - r0) * wc..][..wo];
-            let base = og.at(n, oy / 2, 0);
-            let dst = &mut plane[base..base + wo / 2];
-            for ((d, t), b) in dst
-                .iter_mut()
-                .zip(top.chunks_exact(2))
-                .zip(bottom.chunks_exact(2))
-            {
-                *d = max2(max2(t[0], t[1]), max2(b[0], b[1]));
+            let windows = dst
+                .chunks_exact_mut(n)
+                .zip(top.chunks_exact(2 * n).zip(bottom.chunks_exact(2 * n)));
+            for (d, (t, b)) in windows {
+                let ((t0, t1), (b0, b1)) = (t.split_at(n), b.split_at(n));
+                let columns = t0.iter().zip(t1).zip(b0.iter().zip(b1));
+                for (d, ((&t0, &t1), (&b0, &b1))) in d.iter_mut().zip(columns) {
+                    *d = max2(max2(t0, t1), max2(b0, b1));
+                }
             }
         }
     }
@@ -396,9 +388,8 @@ mod tests {
         out
     }
 
-    /// The node against the loops above over shapes that put a row block on the last
-    /// image's border alone (17 rows of 32 with 16-row blocks), stride 2 with odd sizes,
-    /// 1x1 and 5x5 kernels, residuals, pools, 1 image and several, serial and parallel.
+    /// The node against the loops above over stride 2 with odd sizes, 1x1 and 5x5 kernels,
+    /// residuals, pools, short and long rows, 1 image and several, serial and parallel.
     #[test]
     fn a_conv_node_equals_the_loop_definition() {
         let mut seed = 3;
@@ -412,6 +403,13 @@ mod tests {
             (2, 3, 6, 6, 4, 1, 2, 0, 1, 1, true, false),
             (2, 2, 12, 12, 3, 5, 1, 0, 0, 0, false, true),
             (4, 5, 4, 4, 6, 1, 1, 0, 1, 2, true, false),
+            // Rows of 72 and 80 floats (finished straight into the output), 8 images of
+            // 4x4 (rows merged into one run), a residual before a pool, stride 2 over 8.
+            (3, 2, 5, 24, 3, 3, 1, 1, 1, 1, true, false),
+            (2, 3, 6, 40, 2, 3, 1, 1, 2, 0, false, false),
+            (8, 4, 4, 4, 5, 3, 1, 1, 1, 1, true, false),
+            (2, 3, 6, 6, 3, 3, 1, 1, 1, 1, true, true),
+            (8, 3, 8, 8, 4, 3, 2, 1, 1, 1, false, false),
         ];
         for (idx, &(n, cin, h, w, cout, k, s, p, in_pad, out_pad, residual, pool)) in
             cases.iter().enumerate()
@@ -465,8 +463,8 @@ mod tests {
                 residual,
                 phases: Vec::new(),
             };
-            let reach = node.place(in_pad, w);
-            let slack = if s == 1 { reach + BLOCK } else { 0 };
+            node.place(in_pad, w);
+            let slack = if s == 1 { BLOCK } else { 0 };
             for par in [false, true] {
                 let input = Planes::from_nchw(&x, [n, cin, h, w], in_pad, slack, par);
                 let r = Planes::from_nchw(&res, [n, cout, ho, wo], out_pad, 0, par);

@@ -40,14 +40,31 @@ impl LinearNode {
 
 /// Per-channel means of the interior: `n x c`.
 pub(crate) fn global_avg_pool(x: &Planes) -> Vec<f32> {
-    let mut out = vec![0f32; x.n * x.c];
+    let n = x.n;
+    let mut out = vec![0f32; n * x.c];
     let area = (x.h * x.w) as f32;
+    if n == 1 {
+        // One image: its rows are plain runs (the loops below cost more than the sums).
+        for (c, o) in out.iter_mut().enumerate() {
+            let plane = x.plane(c);
+            let sum: f32 = (0..x.h).map(|y| x.row(plane, y).iter().sum::<f32>()).sum();
+            *o = sum / area;
+        }
+        return out;
+    }
+    let mut sums = vec![0f32; n];
+    let mut row_sums = vec![0f32; n];
     for c in 0..x.c {
         let plane = x.plane(c);
-        for s in 0..x.n {
-            let sum: f32 = (0..x.h)
-                .map(|y| x.row(plane, s, y).iter().sum::<f32>())
-                .sum();
+        sums.fill(0.0);
+        for y in 0..x.h {
+            row_sums.fill(0.0);
+            for pos in x.row(plane, y).chunks_exact(n) {
+                row_sums.iter_mut().zip(pos).for_each(|(r, &v)| *r += v);
+            }
+            sums.iter_mut().zip(&row_sums).for_each(|(s, &r)| *s += r);
+        }
+        for (s, &sum) in sums.iter().enumerate() {
             out[s * x.c + c] = sum / area;
         }
     }
@@ -74,26 +91,32 @@ impl SeNode {
         let par = par && x.c * x.n * x.h * x.w >= PAR_MIN_WORK;
         let hidden = self.fc1.run(&global_avg_pool(x), x.n, par);
         let gate = self.fc2.run(&hidden, x.n, par);
+        // By channel, then image, as the planes hold them.
+        let gate: Vec<f32> = (0..x.c * x.n)
+            .map(|i| gate[i % x.n * x.c + i / x.n])
+            .collect();
         let og = out.clone_geometry();
         let ops = og.pstride();
         for_chunks(par, &mut out.data, ops, |c, plane| {
             let src = x.plane(c);
-            let sp = short.map(|s| (s, s.plane(c)));
-            for s in 0..x.n {
-                let g = gate[s * x.c + c];
-                for y in 0..x.h {
-                    let xr = x.row(src, s, y);
-                    let i = og.at(s, y, 0);
-                    let dst = &mut plane[i..i + x.w];
-                    match sp {
-                        Some((sg, splane)) => {
-                            let sr = sg.row(splane, s, y);
-                            for ((d, &v), &r) in dst.iter_mut().zip(xr).zip(sr) {
+            let gate = &gate[c * x.n..(c + 1) * x.n];
+            for y in 0..x.h {
+                let xr = x.row(src, y);
+                let i = og.at(y, 0);
+                let dst = &mut plane[i..i + xr.len()];
+                let positions = dst.chunks_exact_mut(x.n).zip(xr.chunks_exact(x.n));
+                match short {
+                    Some(sg) => {
+                        let sr = sg.row(sg.plane(c), y);
+                        for ((d, v), r) in positions.zip(sr.chunks_exact(x.n)) {
+                            for (((d, &v), &r), &g) in d.iter_mut().zip(v).zip(r).zip(gate) {
                                 *d = v * g + r;
                             }
                         }
-                        None => {
-                            for (d, &v) in dst.iter_mut().zip(xr) {
+                    }
+                    None => {
+                        for (d, v) in positions {
+                            for ((d, &v), &g) in d.iter_mut().zip(v).zip(gate) {
                                 *d = v * g;
                             }
                         }

@@ -1,8 +1,9 @@
 //! The inner loop of every convolution in the graph: one output channel over a block of
 //! `BLOCK` consecutive positions of the flat plane layout, summed over the channel's taps.
 //!
-//! With the planes stored row after row (padding included), the input a tap reads for a
-//! block of outputs is one contiguous run shifted by a fixed offset, so each stored weight
+//! With the planes stored row after row (padding included, the images side by side at each
+//! position), the input a tap reads for a block of outputs is one contiguous run shifted by
+//! a fixed offset, so each stored weight
 //! costs `BLOCK / 8` vector multiply-adds on data read straight from the planes, with the
 //! accumulators in registers (XNNPACK's sparse kernels vectorise along the same axis).
 
@@ -11,7 +12,7 @@
 pub(crate) struct Tap {
     /// Input plane (channel, or channel x phase for a stride-2 layer).
     pub plane: u32,
-    /// Offset of the tap inside the plane, in floats.
+    /// Offset of the tap inside the plane, in positions (each holds one value per image).
     pub off: u32,
     /// The weight (BatchNorm folded in).
     pub w: f32,
@@ -64,11 +65,6 @@ impl TapList {
         self.taps.len()
     }
 
-    /// The largest offset of any tap.
-    pub(crate) fn max_off(&self) -> usize {
-        self.max_off
-    }
-
     /// Every tap, rewritten by `f` (the bound is recomputed).
     pub(crate) fn map(&self, f: impl Fn(Tap) -> Tap) -> Self {
         let rows = (0..self.rows())
@@ -78,13 +74,13 @@ impl TapList {
     }
 }
 
-/// `out[j] = sum over the taps of channel co of tap.w * x[tap.plane * pstride + tap.off +
-/// base + j]` for `j < BLOCK`.
+/// `out[j] = sum over the taps of channel co of tap.w * x[tap.plane * pstride + tap.off * n
+/// + base + j]` for `j < BLOCK`, with `n` values per position.
 ///
 /// Panics if a read could leave `x`, so callers size the planes with slack once.
 pub(crate) fn accumulate(
     x: &[f32],
-    pstride: usize,
+    (pstride, n): (usize, usize),
     list: &TapList,
     co: usize,
     base: usize,
@@ -92,7 +88,7 @@ pub(crate) fn accumulate(
 ) {
     let taps = list.row(co);
     assert!(
-        taps.is_empty() || list.max_plane * pstride + list.max_off + base + BLOCK <= x.len(),
+        taps.is_empty() || list.max_plane * pstride + list.max_off * n + base + BLOCK <= x.len(),
         "accumulate: block at {base} reads past the planes ({} floats)",
         x.len()
     );
@@ -100,17 +96,23 @@ pub(crate) fn accumulate(
     if crate::kernels::avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA, and every read is inside `x`: the assert bounds
         // the furthest plane and offset of the whole list.
-        unsafe { avx2::accumulate(x, pstride, taps, base, out) };
+        unsafe { avx2::accumulate(x, (pstride, n), taps, base, out) };
         return;
     }
-    portable(x, pstride, taps, base, out);
+    portable(x, (pstride, n), taps, base, out);
 }
 
 /// The same sum in plain Rust (other CPUs, and the reference of the AVX2 version).
-fn portable(x: &[f32], pstride: usize, taps: &[Tap], base: usize, out: &mut [f32; BLOCK]) {
+fn portable(
+    x: &[f32],
+    (pstride, n): (usize, usize),
+    taps: &[Tap],
+    base: usize,
+    out: &mut [f32; BLOCK],
+) {
     let mut acc = [0f32; BLOCK];
     for t in taps {
-        let start = t.plane as usize * pstride + t.off as usize + base;
+        let start = t.plane as usize * pstride + t.off as usize * n + base;
         let src = &x[start..start + BLOCK];
         for (a, &v) in acc.iter_mut().zip(src) {
             *a += t.w * v;
@@ -128,20 +130,41 @@ mod avx2 {
     /// [`super::accumulate`] with the 64 sums in 8 AVX registers.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA, and `tap.plane * pstride + tap.off + base + BLOCK`
-    /// must not exceed `x.len()` for any tap.
+    /// The CPU must support AVX2 and FMA, and `tap.plane * pstride + tap.off * n + base +
+    /// BLOCK` must not exceed `x.len()` for any tap.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn accumulate(
         x: &[f32],
-        pstride: usize,
+        (pstride, n): (usize, usize),
         taps: &[Tap],
         base: usize,
         out: &mut [f32; BLOCK],
     ) {
+        // The common image counts as constants: no multiply per tap.
+        match n {
+            1 => sum::<1>(x, (pstride, n), taps, base, out),
+            8 => sum::<8>(x, (pstride, n), taps, base, out),
+            _ => sum::<0>(x, (pstride, n), taps, base, out),
+        }
+    }
+
+    /// The loop of [`accumulate`], with `N` images per position (0: `n`).
+    ///
+    /// # Safety
+    /// As [`accumulate`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sum<const N: usize>(
+        x: &[f32],
+        (pstride, n): (usize, usize),
+        taps: &[Tap],
+        base: usize,
+        out: &mut [f32; BLOCK],
+    ) {
+        let n = if N == 0 { n } else { N };
         let mut a = [_mm256_setzero_ps(); BLOCK / 8];
         let x0 = x.as_ptr().add(base);
         for t in taps {
-            let p = x0.add(t.plane as usize * pstride + t.off as usize);
+            let p = x0.add(t.plane as usize * pstride + t.off as usize * n);
             let w = _mm256_set1_ps(t.w);
             for (v, acc) in a.iter_mut().enumerate() {
                 *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8 * v)), *acc);
@@ -169,8 +192,10 @@ pub(crate) mod tests {
     #[test]
     fn accumulate_is_the_shifted_weighted_sum() {
         let mut seed = 7;
-        let pstride = 300;
-        let x: Vec<f32> = (0..3 * pstride + BLOCK).map(|_| lcg(&mut seed)).collect();
+        let pstride = 600;
+        let x: Vec<f32> = (0..3 * pstride + 8 * 90 + 2 * BLOCK)
+            .map(|_| lcg(&mut seed))
+            .collect();
         let taps: Vec<Tap> = (0..11)
             .map(|i| Tap {
                 plane: (i % 3) as u32,
@@ -179,31 +204,31 @@ pub(crate) mod tests {
             })
             .collect();
         let list = TapList::new(vec![Vec::new(), taps.clone()]);
-        for base in [0, 5, 131] {
+        for (n, base) in [(1, 0), (1, 5), (1, 131), (4, 3), (8, 64)] {
             let mut out = [0f32; BLOCK];
-            accumulate(&x, pstride, &list, 1, base, &mut out);
+            accumulate(&x, (pstride, n), &list, 1, base, &mut out);
             let mut plain = [0f32; BLOCK];
-            portable(&x, pstride, &taps, base, &mut plain);
+            portable(&x, (pstride, n), &taps, base, &mut plain);
             for (j, &o) in out.iter().enumerate() {
                 let want: f64 = taps
                     .iter()
                     .map(|t| {
-                        let i = t.plane as usize * pstride + t.off as usize + base + j;
+                        let i = t.plane as usize * pstride + t.off as usize * n + base + j;
                         t.w as f64 * x[i] as f64
                     })
                     .sum();
                 assert!(
                     (o as f64 - want).abs() < 1e-5,
-                    "base {base} j {j}: {o} vs {want}"
+                    "n {n} base {base} j {j}: {o} vs {want}"
                 );
                 assert!(
                     (plain[j] as f64 - want).abs() < 1e-5,
-                    "portable, base {base} j {j}"
+                    "portable, n {n} base {base} j {j}"
                 );
             }
         }
         let mut out = [1f32; BLOCK];
-        accumulate(&x, pstride, &list, 0, 0, &mut out);
+        accumulate(&x, (pstride, 1), &list, 0, 0, &mut out);
         assert_eq!(out, [0f32; BLOCK], "no taps: zeros");
     }
 
@@ -216,6 +241,6 @@ pub(crate) mod tests {
             off: 40,
             w: 1.0,
         }]]);
-        accumulate(&x, 100, &list, 0, 0, &mut [0f32; BLOCK]);
+        accumulate(&x, (100, 1), &list, 0, 0, &mut [0f32; BLOCK]);
     }
 }

@@ -9,10 +9,11 @@
 //! - the activation `beta * op(alpha * x)` (any of the 17 operators), the ResNet residual
 //!   and a following 2x2 max pool applied in the loop that writes the output.
 //!
-//! Feature maps live in a channel-major layout with zero borders ([`planes`]), so a tap is a
-//! shifted contiguous run of its input plane and a convolution is, per output channel, a
-//! sum of shifted runs computed 64 outputs at a time in registers ([`kernel`]) with no
-//! im2col copy. Depthwise and dense few-channel layers use the same loop with every
+//! Feature maps live in a channel-major layout with zero borders and the images of a
+//! sub-batch side by side at each position ([`planes`]), so a tap is a shifted contiguous
+//! run of its input plane, a convolution is, per output channel, a sum of shifted runs
+//! computed 64 outputs at a time in registers ([`kernel`]) with no im2col copy, and an
+//! output row of all the images is one run with no border computed. Depthwise and dense few-channel layers use the same loop with every
 //! non-zero weight as a tap; stride 2 runs over the input's four phases.
 //!
 //! The graph gives the eval-mode logits of the dense model within f32 rounding (tests:
@@ -36,8 +37,10 @@ use planes::Planes;
 use crate::model::Network;
 use crate::{Error, Result};
 
-/// Images per sub-batch, each run through the whole network on one thread: 8 was the fastest of
-/// 1-64 for VGG-16 and ResNet-18 at 99% (batch 64, 2 threads; docs/benchmarks.md).
+/// Images per sub-batch, each run through the whole network on one thread. With the images
+/// side by side, 8 fills a vector per position; against 4, 16 and 32 it was the fastest
+/// for ResNet-18 at 99% (VGG-16 and EfficientNet-B0 gain a little more from 16-32;
+/// batch 64, 2 threads; docs/benchmarks.md).
 const SUB_BATCH: usize = 8;
 
 /// The shape of a value: feature maps or one vector per sample.
@@ -180,10 +183,9 @@ impl InferenceGraph {
                 let Kind::Maps { w, .. } = v.kind else {
                     unreachable!("the builder checks a convolution's input")
                 };
-                let reach = node.place(v.pad, w);
+                node.place(v.pad, w);
                 if node.stride == 1 {
-                    let slack = reach + kernel::BLOCK;
-                    values[*input].slack = values[*input].slack.max(slack);
+                    values[*input].slack = kernel::BLOCK;
                 }
             }
         }
