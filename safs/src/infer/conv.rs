@@ -491,6 +491,21 @@ mod tests {
     }
 
     #[test]
+    fn spans_merge_rows_only_where_that_saves_kernel_calls() {
+        let mut spans = Vec::new();
+        // 8 images at 8x8 (rows of 64 floats, 80 apart): merging two would take 3 calls.
+        spans_into(&mut spans, 0..8, 80, 64);
+        assert_eq!(spans.len(), 8);
+        assert_eq!(spans[1], 80..144);
+        // 8 images at 4x4 (rows of 32, 48 apart): one run of 176 floats, 3 calls, not 4.
+        spans_into(&mut spans, 0..4, 48, 32);
+        assert_eq!(spans, vec![0..176]);
+        // One image of 32x32 (rows of 32 in 34): rows 2..6 as one run.
+        spans_into(&mut spans, 2..6, 34, 32);
+        assert_eq!(spans, vec![68..202]);
+    }
+
+    #[test]
     fn max2_takes_nan_and_the_largest() {
         let max4 = |v: [f32; 4]| max2(max2(v[0], v[1]), max2(v[2], v[3]));
         assert_eq!(max4([1.0, 3.0, 2.0, -1.0]), 3.0);

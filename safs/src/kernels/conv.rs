@@ -231,11 +231,11 @@ fn im2col_same<T: WithDType>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, o
                 let a = (q0 as isize + shift) as usize;
                 row[q0..q1].copy_from_slice(&plane[a..a + q1 - q0]);
                 let (lo, hi) = g.valid_cols(j);
-                if lo > 0 || hi < g.w {
-                    for line in row.chunks_mut(g.w) {
-                        line[..lo].fill(zero);
-                        line[hi..].fill(zero);
-                    }
+                // The columns the shift wrapped into the next line, one strided pass each: a
+                // fill per line of one or two values was a memset call each (about 1.5% of a
+                // VGG-16 step).
+                for col in (0..lo).chain(hi..g.w) {
+                    row[col..].iter_mut().step_by(g.w).for_each(|v| *v = zero);
                 }
             }
         }
