@@ -97,6 +97,10 @@ impl Planes {
                 let row = geom.at(y, 0);
                 for s in 0..n {
                     let src = &x[((s * c + ci) * h + y) * w..][..w];
+                    if n == 1 {
+                        plane[row..row + w].copy_from_slice(src);
+                        continue;
+                    }
                     let dst = plane[row + s..row + w * n].iter_mut().step_by(n);
                     dst.zip(src).for_each(|(d, &v)| *d = v);
                 }
@@ -114,6 +118,10 @@ impl Planes {
                 for y in 0..h {
                     let row = self.row(self.plane(ci), y);
                     let dst = &mut sample[(ci * h + y) * w..][..w];
+                    if n == 1 {
+                        dst.copy_from_slice(row);
+                        continue;
+                    }
                     let src = row[s..].iter().step_by(n);
                     dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
                 }
