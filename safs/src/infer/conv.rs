@@ -6,9 +6,9 @@
 //! one, where a direct convolution is cheaper than building im2col columns. Stride 2 runs
 //! as stride 1 over the input's four phases ([`super::planes::phases`]).
 
-use super::act::PointAct;
 use std::ops::Range;
 
+use super::act::PointAct;
 use super::kernel::{accumulate, Tap, TapList, BLOCK};
 use super::planes::{for_chunks, phases, Planes};
 use crate::activation::fast::Fast;
@@ -61,9 +61,9 @@ struct RowGroup<'a> {
     residual: Option<(&'a Planes, &'a [f32])>,
 }
 
-/// Fills `out` with the runs of the compute grid that output rows `rows` need: row `oy` is the `run` floats
-/// at `oy * row_len`. Neighbours merge where computing the gap costs no more kernel calls
-/// than it saves (a single image's rows; 4x4 maps of 8 images).
+/// Fills `out` with the runs of the compute grid that output rows `rows` need: row `oy` is
+/// the `run` floats at `oy * row_len`. Neighbours merge where computing the gap costs no
+/// more kernel calls than it saves (a single image's rows; 4x4 maps of 8 images).
 fn spans_into(out: &mut Vec<Range<usize>>, rows: Range<usize>, row_len: usize, run: usize) {
     let blocks = |len: usize| len.div_ceil(BLOCK);
     out.clear();
@@ -182,14 +182,14 @@ impl ConvNode {
     }
 
     /// The epilogue of one output channel's row group.
-    fn write_rows(&self, block: RowGroup) {
+    fn write_rows(&self, group: RowGroup) {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA.
-            unsafe { self.write_rows_avx2(block) };
+            unsafe { self.write_rows_avx2(group) };
             return;
         }
-        self.write_rows_op::<false>(block)
+        self.write_rows_op::<false>(group)
     }
 
     /// [`ConvNode::write_rows`] compiled for AVX2, with the vectorising exp.
@@ -198,27 +198,27 @@ impl ConvNode {
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn write_rows_avx2(&self, block: RowGroup) {
-        self.write_rows_op::<true>(block)
+    unsafe fn write_rows_avx2(&self, group: RowGroup) {
+        self.write_rows_op::<true>(group)
     }
 
     /// The output loop with the operator as a constant (one copy per operator); `FAST`
     /// evaluates it with [`Fast`]'s polynomial exp.
     #[inline(always)]
-    fn write_rows_op<const FAST: bool>(&self, block: RowGroup) {
+    fn write_rows_op<const FAST: bool>(&self, group: RowGroup) {
         let PointAct {
             alpha, beta, theta, ..
         } = self.act;
         let fast_theta = theta.map(Fast);
         with_const_op!(self.act.op, |OP| if FAST {
             self.write_rows_with(
-                block,
+                group,
                 #[inline(always)]
                 |v| (Fast(beta) * value(OP, Fast(alpha * v), &fast_theta)).0,
             )
         } else {
             self.write_rows_with(
-                block,
+                group,
                 #[inline(always)]
                 |v| beta * value(OP, alpha * v, &theta),
             )

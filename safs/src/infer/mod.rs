@@ -13,8 +13,9 @@
 //! sub-batch side by side at each position ([`planes`]), so a tap is a shifted contiguous
 //! run of its input plane, a convolution is, per output channel, a sum of shifted runs
 //! computed 64 outputs at a time in registers ([`kernel`]) with no im2col copy, and an
-//! output row of all the images is one run with no border computed. Depthwise and dense few-channel layers use the same loop with every
-//! non-zero weight as a tap; stride 2 runs over the input's four phases.
+//! output row of all the images is one run with no border computed. Depthwise and dense
+//! few-channel layers use the same loop with every non-zero weight as a tap; stride 2 runs
+//! over the input's four phases.
 //!
 //! The graph gives the eval-mode logits of the dense model within f32 rounding (tests:
 //! every model, every operator, real MNIST predictions exactly).
@@ -39,8 +40,8 @@ use crate::{Error, Result};
 
 /// Images per sub-batch, each run through the whole network on one thread. With the images
 /// side by side, 8 fills a vector per position; against 4, 16 and 32 it was the fastest
-/// for ResNet-18 at 99% (VGG-16 and EfficientNet-B0 gain a little more from 16-32;
-/// batch 64, 2 threads; docs/benchmarks.md).
+/// for ResNet-18 at 99% in most runs (VGG-16 and EfficientNet-B0 gain a little more from
+/// 16-32; batch 64, 2 threads; docs/benchmarks.md).
 const SUB_BATCH: usize = 8;
 
 /// The shape of a value: feature maps or one vector per sample.
